@@ -1,0 +1,44 @@
+# Denoise Lab. `make demo` and `make test` bootstrap everything on a fresh machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# torch is pinned: an unpinned install pulls several GB of CUDA packages.
+TORCH_PIN := torch==2.13.0
+# pip on some machines warns about unreachable extra indexes; keep the log readable.
+QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
+
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint clean help
+
+help:
+	@echo "make demo   - set up .venv if needed, then run the end-to-end demo"
+	@echo "make test   - set up .venv if needed, then run the whole test suite"
+	@echo "make lint   - ruff"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing into $(VENV) ($(TORCH_PIN), then the project with its dev extra)"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH_PIN) 2>&1 | $(QUIET_PIP)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | $(QUIET_PIP)
+	@$(BIN)/python -c "import torch, ray, mlflow, skimage; print('installed: torch', torch.__version__, '| ray', ray.__version__, '| mlflow', mlflow.__version__)"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python jobs/demo.py
+
+test: $(STAMP)
+	@scripts/in-netns.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf data mlruns mlflow.db ray_results .pytest_cache

@@ -1,0 +1,245 @@
+"""Exact noise-correlation statistics between a pixel and its neighbours at offsets (k, l).
+
+Two named statistics, both exact (every pixel pair, no sampling):
+
+``rgb_pearson``
+    The paper's statistic (Sec. 3.2; ``spec/correlation.md``). At each pixel the three channel
+    values of the noise are centred by their own mean, ``c(p) = X(p) - mean_rgb(X(p))``; the pair
+    (p, p+d) contributes the Pearson coefficient of the two 3-vectors,
+    ``<c(p), c(p+d)> / (|c(p)| |c(p+d)|)``. Pairs with a pixel outside the image or with ``|c| = 0``
+    are skipped. An image keeps ``sum[d]`` and ``count[d]``; maps are ``sum / count``, pooled
+    over images as ``sum(sum) / sum(count)``.
+
+``pearson``
+    The ordinary Pearson coefficient between ``X`` and ``X`` shifted by d over every valid
+    position, channels pooled (or per channel). Kept as sufficient statistics (n, sums,
+    sums of squares, cross sums) so that images pool exactly.
+
+Both are sums of products of a field with its shifted self, i.e. auto-correlations, which are
+computed for all (2R+1)^2 offsets at once with zero-padded real FFTs in float64; counts come from
+the same transform of the validity mask and are rounded to the exact integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import fft as sfft
+
+STATISTICS = ("rgb_pearson", "pearson")
+
+__all__ = [
+    "STATISTICS",
+    "CorrelationSums",
+    "autocorrelation",
+    "noise_of",
+    "rgb_pearson_sums",
+    "pearson_sums",
+    "correlation_sums",
+    "radial_profile",
+]
+
+
+def noise_of(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """Noise ``noisy - clean`` as int16, from two uint8 images of the same shape (H, W, 3)."""
+    if noisy.shape != clean.shape:
+        raise ValueError(f"noisy shape {noisy.shape} != clean shape {clean.shape}")
+    return noisy.astype(np.int16) - clean.astype(np.int16)
+
+
+def _check_noise(noise: np.ndarray, radius: int) -> None:
+    if noise.ndim != 3 or noise.shape[2] != 3:
+        raise ValueError(f"noise must have shape (H, W, 3), got {noise.shape}")
+    if not isinstance(radius, int | np.integer) or radius < 0:
+        raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
+
+
+def autocorrelation(fields: np.ndarray, radius: int, *, workers: int = 1) -> np.ndarray:
+    """``out[..., R+k, R+l] = sum_p f(p) f(p+(k,l))`` over pixels p with both p and p+d inside.
+
+    Args:
+        fields: (..., H, W) real array; leading axes are transformed independently.
+        radius: R; offsets k, l range over [-R, R].
+        workers: threads for scipy.fft.
+
+    Returns:
+        float64 array (..., 2R+1, 2R+1).
+    """
+    h, w = fields.shape[-2:]
+    # Zero padding by at least R turns the circular correlation into the linear one for |d| <= R.
+    shape = (sfft.next_fast_len(h + radius, real=True), sfft.next_fast_len(w + radius, real=True))
+    spec = sfft.rfft2(np.asarray(fields, dtype=np.float64), s=shape, workers=workers)
+    power = spec.real**2 + spec.imag**2
+    corr = sfft.irfft2(power, s=shape, workers=workers)
+    ks = np.arange(-radius, radius + 1)
+    rows = ks % shape[0]
+    cols = ks % shape[1]
+    return corr[..., rows[:, None], cols[None, :]]
+
+
+def _overlap_counts(h: int, w: int, radius: int) -> np.ndarray:
+    ks = np.arange(-radius, radius + 1)
+    return np.outer(np.clip(h - np.abs(ks), 0, None), np.clip(w - np.abs(ks), 0, None)).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class CorrelationSums:
+    """Per-offset sufficient statistics of one image (or pooled over several).
+
+    ``sum`` / ``count`` give the map. For ``pearson`` the extra fields hold the sums needed to
+    form Pearson's coefficient exactly: ``sx``/``sy`` (sums of the first and shifted values),
+    ``sxx``/``syy`` and ``sxy``, each (C, 2R+1, 2R+1) with C = 3 channels.
+    """
+
+    statistic: str
+    sum: np.ndarray
+    count: np.ndarray
+    sx: np.ndarray | None = None
+    sy: np.ndarray | None = None
+    sxx: np.ndarray | None = None
+    syy: np.ndarray | None = None
+
+    @property
+    def radius(self) -> int:
+        return (self.sum.shape[-1] - 1) // 2
+
+    def __add__(self, other: CorrelationSums) -> CorrelationSums:
+        if other.statistic != self.statistic or other.sum.shape != self.sum.shape:
+            raise ValueError(
+                f"cannot pool {other.statistic} sums of shape {other.sum.shape} into "
+                f"{self.statistic} sums of shape {self.sum.shape}"
+            )
+
+        def add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None or b is None else a + b
+
+        return CorrelationSums(
+            self.statistic,
+            self.sum + other.sum,
+            self.count + other.count,
+            add(self.sx, other.sx),
+            add(self.sy, other.sy),
+            add(self.sxx, other.sxx),
+            add(self.syy, other.syy),
+        )
+
+    def map(self, *, per_channel: bool = False) -> np.ndarray:
+        """The correlation map; NaN where no pair was counted.
+
+        Args:
+            per_channel: ``pearson`` only: return (3, 2R+1, 2R+1) instead of channels pooled.
+        """
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if self.statistic == "rgb_pearson":
+                if per_channel:
+                    raise ValueError("per_channel applies to the 'pearson' statistic only")
+                return np.where(self.count > 0, self.sum / self.count, np.nan)
+            # pearson: sum holds sxy per channel, count n per channel
+            sxy, n, sx, sy, sxx, syy = self.sum, self.count, self.sx, self.sy, self.sxx, self.syy
+            if not per_channel:
+                sxy, n, sx, sy, sxx, syy = (a.sum(axis=0) for a in (sxy, n, sx, sy, sxx, syy))
+            cov = sxy - sx * sy / n
+            var_x = sxx - sx * sx / n
+            var_y = syy - sy * sy / n
+            denom = np.sqrt(var_x * var_y)
+            return np.where((n > 1) & (denom > 0), cov / denom, np.nan)
+
+
+def rgb_pearson_sums(noise: np.ndarray, radius: int = 10, *, workers: int = 1) -> CorrelationSums:
+    """The paper's statistic for one image: per-offset sums of the RGB Pearson coefficient.
+
+    Args:
+        noise: (H, W, 3) integer or float noise.
+        radius: R (10 gives the paper's 21x21 map).
+        workers: threads for the FFTs.
+    """
+    _check_noise(noise, radius)
+    x = noise.astype(np.float64)
+    c = x - x.mean(axis=2, keepdims=True)
+    norm = np.sqrt(np.einsum("hwc,hwc->hw", c, c))
+    # Integer noise: |c|^2 is a multiple of 1/3, so a zero norm is exactly zero. For float input
+    # allow rounding of the channel mean.
+    valid = norm > (0.0 if np.issubdtype(noise.dtype, np.integer) else 1e-12 * max(norm.max(), 1))
+    unit = np.zeros_like(c)
+    np.divide(c, norm[..., None], out=unit, where=valid[..., None])
+    total = autocorrelation(np.moveaxis(unit, 2, 0), radius, workers=workers).sum(axis=0)
+    h, w = valid.shape
+    if valid.all():
+        count = _overlap_counts(h, w, radius)
+    else:
+        count = np.rint(autocorrelation(valid.astype(np.float64), radius, workers=workers))
+    # A pair with an invalid pixel contributes an exact zero; the FFT leaves round-off there.
+    total = np.where(count > 0, total, 0.0)
+    return CorrelationSums("rgb_pearson", total, count)
+
+
+def _box_sums(field: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each offset d: sum of ``field`` over {p : p, p+d inside} and over {p+d : ...}.
+
+    Args:
+        field: (C, H, W).
+    Returns:
+        (first, second), each (C, 2R+1, 2R+1).
+    """
+    c, h, w = field.shape
+    ii = np.zeros((c, h + 1, w + 1), dtype=np.float64)
+    ii[:, 1:, 1:] = field.astype(np.float64).cumsum(1).cumsum(2)
+
+    def rect(r0: np.ndarray, r1: np.ndarray, c0: np.ndarray, c1: np.ndarray) -> np.ndarray:
+        return (
+            ii[:, r1[:, None], c1[None, :]]
+            - ii[:, r0[:, None], c1[None, :]]
+            - ii[:, r1[:, None], c0[None, :]]
+            + ii[:, r0[:, None], c0[None, :]]
+        )
+
+    ks = np.arange(-radius, radius + 1)
+    # First side: rows p with 0 <= p < h and 0 <= p + k < h, i.e. [max(0, -k), min(h, h - k)).
+    # Second side: the same rows moved by k, i.e. [max(0, k), min(h, h + k)). Likewise columns.
+    r0, r1 = np.clip(-ks, 0, h), np.clip(h - ks, 0, h)
+    c0, c1 = np.clip(-ks, 0, w), np.clip(w - ks, 0, w)
+    s0, s1 = np.clip(ks, 0, h), np.clip(h + ks, 0, h)
+    t0, t1 = np.clip(ks, 0, w), np.clip(w + ks, 0, w)
+    first = rect(r0, np.maximum(r1, r0), c0, np.maximum(c1, c0))
+    second = rect(s0, np.maximum(s1, s0), t0, np.maximum(t1, t0))
+    return first, second
+
+
+def pearson_sums(noise: np.ndarray, radius: int = 10, *, workers: int = 1) -> CorrelationSums:
+    """The ordinary per-offset Pearson coefficient's sufficient statistics, per channel.
+
+    Every pixel is valid; the mean of each side is taken over the overlap of the image and its
+    shift, as Pearson's coefficient over the pairs requires.
+    """
+    _check_noise(noise, radius)
+    x = np.moveaxis(noise.astype(np.float64), 2, 0)  # (3, H, W)
+    h, w = x.shape[1:]
+    sxy = autocorrelation(x, radius, workers=workers)
+    sx, sy = _box_sums(x, radius)
+    sxx, syy = _box_sums(x * x, radius)
+    n = np.broadcast_to(_overlap_counts(h, w, radius), sxy.shape).copy()
+    return CorrelationSums("pearson", sxy, n, sx, sy, sxx, syy)
+
+
+def correlation_sums(
+    noise: np.ndarray, radius: int = 10, *, statistic: str = "rgb_pearson", workers: int = 1
+) -> CorrelationSums:
+    """Dispatch by statistic name (one of :data:`STATISTICS`)."""
+    if statistic == "rgb_pearson":
+        return rgb_pearson_sums(noise, radius, workers=workers)
+    if statistic == "pearson":
+        return pearson_sums(noise, radius, workers=workers)
+    raise ValueError(f"unknown statistic {statistic!r}; expected one of {STATISTICS}")
+
+
+def radial_profile(corr_map: np.ndarray, distances: tuple[int, ...] = (1, 2, 3, 4, 5, 10)) -> dict:
+    """Coefficient at axis distances d (mean of the four axis neighbours at distance d)."""
+    r = (corr_map.shape[-1] - 1) // 2
+    out = {}
+    for d in distances:
+        if d > r:
+            raise ValueError(f"distance {d} exceeds the map radius {r}")
+        vals = [corr_map[r + d, r], corr_map[r - d, r], corr_map[r, r + d], corr_map[r, r - d]]
+        out[d] = float(np.mean(vals))
+    return out

@@ -1,0 +1,1 @@
+"""SIDD data: readers and index (:mod:`.sidd`), the synthetic SIDD-like generator (:mod:`.synthetic`)."""
