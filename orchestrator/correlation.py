@@ -15,9 +15,11 @@ Two named statistics, both exact (every pixel pair, no sampling):
     position, channels pooled (or per channel). Kept as sufficient statistics (n, sums,
     sums of squares, cross sums) so that images pool exactly.
 
-Both are sums of products of a field with its shifted self, i.e. auto-correlations, which are
-computed for all (2R+1)^2 offsets at once with zero-padded real FFTs in float64; counts come from
-the same transform of the validity mask and are rounded to the exact integers.
+Both are sums of products of a field with its shifted self, i.e. auto-correlations, computed for
+all (2R+1)^2 offsets at once with zero-padded real FFTs in float64. For ``rgb_pearson`` the
+centred RGB vector lies in the plane orthogonal to (1, 1, 1), so two coordinates (two FFTs)
+suffice; its counts are exact integers: the overlap area corrected by the few degenerate pixels
+(equal noise in all channels), or the validity mask's auto-correlation when they are many.
 """
 
 from __future__ import annotations
@@ -55,27 +57,77 @@ def _check_noise(noise: np.ndarray, radius: int) -> None:
         raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
 
 
-def autocorrelation(fields: np.ndarray, radius: int, *, workers: int = 1) -> np.ndarray:
+def autocorrelation(fields: np.ndarray, radius: int, *, workers: int = 1, summed: bool = False) -> np.ndarray:
     """``out[..., R+k, R+l] = sum_p f(p) f(p+(k,l))`` over pixels p with both p and p+d inside.
 
     Args:
         fields: (..., H, W) real array; leading axes are transformed independently.
         radius: R; offsets k, l range over [-R, R].
         workers: threads for scipy.fft.
+        summed: add the leading axes' correlations (one inverse transform instead of several).
 
     Returns:
-        float64 array (..., 2R+1, 2R+1).
+        float64 array (..., 2R+1, 2R+1), or (2R+1, 2R+1) when ``summed``.
     """
     h, w = fields.shape[-2:]
+    padded = np.zeros((*fields.shape[:-2], *_fft_shape(h, w, radius)))
+    padded[..., :h, :w] = fields
+    return _padded_autocorrelation(padded, radius, workers=workers, summed=summed)
+
+
+def _fft_shape(h: int, w: int, radius: int) -> tuple[int, int]:
     # Zero padding by at least R turns the circular correlation into the linear one for |d| <= R.
-    shape = (sfft.next_fast_len(h + radius, real=True), sfft.next_fast_len(w + radius, real=True))
-    spec = sfft.rfft2(np.asarray(fields, dtype=np.float64), s=shape, workers=workers)
-    power = spec.real**2 + spec.imag**2
+    return sfft.next_fast_len(h + radius, real=True), sfft.next_fast_len(w + radius, real=True)
+
+
+def _padded_autocorrelation(padded: np.ndarray, radius: int, *, workers: int, summed: bool) -> np.ndarray:
+    """:func:`autocorrelation` of fields already zero-padded to an FFT shape (overwritten)."""
+    shape = padded.shape[-2:]
+    spec = sfft.rfft2(padded, workers=workers, overwrite_x=True)
+    power = spec.real**2
+    power += spec.imag**2
+    del spec
+    if summed and power.ndim > 2:
+        power = power.reshape(-1, *power.shape[-2:]).sum(axis=0)
     corr = sfft.irfft2(power, s=shape, workers=workers)
     ks = np.arange(-radius, radius + 1)
-    rows = ks % shape[0]
-    cols = ks % shape[1]
-    return corr[..., rows[:, None], cols[None, :]]
+    return corr[..., (ks % shape[0])[:, None], (ks % shape[1])[None, :]]
+
+
+def _pair_counts(valid: np.ndarray, radius: int, *, workers: int = 1) -> np.ndarray:
+    """``count[d] = #{p : p, p+d inside and both valid}``, exactly.
+
+    With few invalid pixels (the usual case: pixels whose channels carry equal noise), the count
+    is the overlap area minus the invalid pixels on either side plus the invalid pairs, found from
+    the invalid pixels' own neighbourhoods; otherwise from the mask's auto-correlation.
+    """
+    h, w = valid.shape
+    area = _overlap_counts(h, w, radius)
+    bad = ~valid
+    n_bad = int(bad.sum())
+    if n_bad == 0:
+        return area
+    if n_bad > 0.02 * valid.size:
+        return np.rint(autocorrelation(valid.astype(np.float64), radius, workers=workers))
+    ys, xs = np.nonzero(bad)
+    ks = np.arange(-radius, radius + 1)
+    # Invalid p with p+d inside, and invalid q with q-d inside: separable in rows and columns.
+    row_fwd = ((ys[:, None] + ks) >= 0) & ((ys[:, None] + ks) < h)
+    col_fwd = ((xs[:, None] + ks) >= 0) & ((xs[:, None] + ks) < w)
+    row_bwd = ((ys[:, None] - ks) >= 0) & ((ys[:, None] - ks) < h)
+    col_bwd = ((xs[:, None] - ks) >= 0) & ((xs[:, None] - ks) < w)
+    first = row_fwd.T.astype(np.float64) @ col_fwd.astype(np.float64)
+    second = row_bwd.T.astype(np.float64) @ col_bwd.astype(np.float64)
+    # Invalid pairs: look up each invalid pixel's (2R+1)^2 neighbourhood (outside counts as valid).
+    padded = np.zeros((h + 2 * radius, w + 2 * radius), dtype=bool)
+    padded[radius : radius + h, radius : radius + w] = bad
+    both = np.zeros(area.shape)
+    for start in range(0, n_bad, 4096):  # bounded memory: 4096 x (2R+1)^2 booleans at a time
+        yy = ys[start : start + 4096, None, None] + radius + ks[None, :, None]
+        xx = xs[start : start + 4096, None, None] + radius + ks[None, None, :]
+        both += padded[yy, xx].sum(axis=0)
+    return area - first - second + both
+    return area - first[0] - second[0] + both
 
 
 def _overlap_counts(h: int, w: int, radius: int) -> np.ndarray:
@@ -149,26 +201,41 @@ class CorrelationSums:
 def rgb_pearson_sums(noise: np.ndarray, radius: int = 10, *, workers: int = 1) -> CorrelationSums:
     """The paper's statistic for one image: per-offset sums of the RGB Pearson coefficient.
 
+    The centred vector ``c(p)`` is orthogonal to (1, 1, 1), so it has two coordinates in an
+    orthonormal basis of that plane, and ``<c(p), c(q)> / (|c(p)| |c(q)|)`` is the dot product of
+    the two 2-D unit vectors: two real FFTs and one inverse give every offset's sum.
+
     Args:
         noise: (H, W, 3) integer or float noise.
         radius: R (10 gives the paper's 21x21 map).
         workers: threads for the FFTs.
     """
     _check_noise(noise, radius)
-    x = noise.astype(np.float64)
-    c = x - x.mean(axis=2, keepdims=True)
-    norm = np.sqrt(np.einsum("hwc,hwc->hw", c, c))
-    # Integer noise: |c|^2 is a multiple of 1/3, so a zero norm is exactly zero. For float input
-    # allow rounding of the channel mean.
-    valid = norm > (0.0 if np.issubdtype(noise.dtype, np.integer) else 1e-12 * max(norm.max(), 1))
-    unit = np.zeros_like(c)
-    np.divide(c, norm[..., None], out=unit, where=valid[..., None])
-    total = autocorrelation(np.moveaxis(unit, 2, 0), radius, workers=workers).sum(axis=0)
-    h, w = valid.shape
-    if valid.all():
-        count = _overlap_counts(h, w, radius)
+    h, w = noise.shape[:2]
+    # Both coordinates are written straight into the zero-padded FFT buffer (no extra copies).
+    buf = np.zeros((2, *_fft_shape(h, w, radius)))
+    a, b = buf[0, :h, :w], buf[1, :h, :w]
+    x0, x1, x2 = noise[..., 0], noise[..., 1], noise[..., 2]
+    np.subtract(x0, x1, out=a, dtype=np.float64)
+    a *= np.sqrt(0.5)  # along (1, -1, 0) / sqrt(2)
+    np.add(x0, x1, out=b, dtype=np.float64)
+    b -= 2.0 * x2
+    b *= np.sqrt(1.0 / 6.0)  # along (1, 1, -2) / sqrt(6)
+    norm2 = a * a
+    norm2 += b * b
+    if np.issubdtype(noise.dtype, np.integer):
+        valid = norm2 > 0  # equal channels give exactly zero
     else:
-        count = np.rint(autocorrelation(valid.astype(np.float64), radius, workers=workers))
+        valid = norm2 > 1e-24 * max(float(norm2.max()), 1.0)
+    inv = norm2
+    np.sqrt(norm2, out=inv)
+    np.divide(1.0, inv, out=inv, where=valid)
+    inv[~valid] = 0.0
+    a *= inv
+    b *= inv
+    del inv, norm2
+    total = _padded_autocorrelation(buf, radius, workers=workers, summed=True)
+    count = _pair_counts(valid, radius, workers=workers)
     # A pair with an invalid pixel contributes an exact zero; the FFT leaves round-off there.
     total = np.where(count > 0, total, 0.0)
     return CorrelationSums("rgb_pearson", total, count)
