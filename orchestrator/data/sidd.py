@@ -19,7 +19,8 @@ one line per file naming the file and what is wrong, before anything is trained.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -127,22 +128,29 @@ class PairRecord:
 # --------------------------------------------------------------------------------------- PNG
 
 
-def png_size(path: Path) -> tuple[int, int, str]:
-    """(height, width, mode) of a PNG after checking every chunk's CRC up to IEND (no decode).
-
-    Raises:
-        DatasetError: unreadable, not a PNG, truncated, or corrupt.
-    """
+@contextmanager
+def _open_image(path: Path) -> Iterator[Image.Image]:
+    """Open an image, turning every way it can fail into a DatasetError naming the file."""
     try:
         with Image.open(path) as im:
-            fmt, (w, h), mode = im.format, im.size, im.mode
-            im.verify()
+            yield im
     except FileNotFoundError:
         raise DatasetError([(path, "file not found")]) from None
     except UnidentifiedImageError:
         raise DatasetError([(path, "not a readable image (not a PNG?)")]) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DatasetError([(path, f"corrupt or truncated PNG ({exc})")]) from None
+
+
+def png_size(path: Path) -> tuple[int, int, str]:
+    """(height, width, mode) of a PNG after checking every chunk's CRC up to IEND (no decode).
+
+    Raises:
+        DatasetError: unreadable, not a PNG, truncated, or corrupt.
+    """
+    with _open_image(path) as im:
+        fmt, (w, h), mode = im.format, im.size, im.mode
+        im.verify()
     if fmt != "PNG":
         raise DatasetError([(path, f"expected a PNG file, found {fmt}")])
     return h, w, mode
@@ -155,16 +163,9 @@ def read_png(path: str | Path) -> np.ndarray:
         DatasetError: the file is missing, corrupt, truncated, or not 8-bit RGB.
     """
     path = Path(path)
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            arr = np.asarray(im)
-    except FileNotFoundError:
-        raise DatasetError([(path, "file not found")]) from None
-    except UnidentifiedImageError:
-        raise DatasetError([(path, "not a readable image (not a PNG?)")]) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError([(path, f"corrupt or truncated PNG ({exc})")]) from None
+    with _open_image(path) as im:
+        mode = im.mode
+        arr = np.asarray(im)
     if mode != "RGB" or arr.dtype != np.uint8 or arr.ndim != 3:
         raise DatasetError([(path, f"expected 8-bit RGB, found mode {mode} ({arr.dtype} {arr.shape})")])
     return arr
