@@ -127,7 +127,6 @@ def _pair_counts(valid: np.ndarray, radius: int, *, workers: int = 1) -> np.ndar
         xx = xs[start : start + 4096, None, None] + radius + ks[None, None, :]
         both += padded[yy, xx].sum(axis=0)
     return area - first - second + both
-    return area - first[0] - second[0] + both
 
 
 def _overlap_counts(h: int, w: int, radius: int) -> np.ndarray:
