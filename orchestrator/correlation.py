@@ -57,22 +57,21 @@ def _check_noise(noise: np.ndarray, radius: int) -> None:
         raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
 
 
-def autocorrelation(fields: np.ndarray, radius: int, *, workers: int = 1, summed: bool = False) -> np.ndarray:
+def autocorrelation(fields: np.ndarray, radius: int, *, workers: int = 1) -> np.ndarray:
     """``out[..., R+k, R+l] = sum_p f(p) f(p+(k,l))`` over pixels p with both p and p+d inside.
 
     Args:
         fields: (..., H, W) real array; leading axes are transformed independently.
         radius: R; offsets k, l range over [-R, R].
         workers: threads for scipy.fft.
-        summed: add the leading axes' correlations (one inverse transform instead of several).
 
     Returns:
-        float64 array (..., 2R+1, 2R+1), or (2R+1, 2R+1) when ``summed``.
+        float64 array (..., 2R+1, 2R+1).
     """
     h, w = fields.shape[-2:]
     padded = np.zeros((*fields.shape[:-2], *_fft_shape(h, w, radius)))
     padded[..., :h, :w] = fields
-    return _padded_autocorrelation(padded, radius, workers=workers, summed=summed)
+    return _padded_autocorrelation(padded, radius, workers=workers, summed=False)
 
 
 def _fft_shape(h: int, w: int, radius: int) -> tuple[int, int]:
@@ -81,7 +80,11 @@ def _fft_shape(h: int, w: int, radius: int) -> tuple[int, int]:
 
 
 def _padded_autocorrelation(padded: np.ndarray, radius: int, *, workers: int, summed: bool) -> np.ndarray:
-    """:func:`autocorrelation` of fields already zero-padded to an FFT shape (overwritten)."""
+    """:func:`autocorrelation` of fields already zero-padded to an FFT shape (overwritten).
+
+    ``summed`` adds the leading axes' power spectra first: one inverse transform gives the sum of
+    their correlations.
+    """
     shape = padded.shape[-2:]
     spec = sfft.rfft2(padded, workers=workers, overwrite_x=True)
     power = spec.real**2
