@@ -12,8 +12,11 @@ from orchestrator.correlation import (
     radial_profile,
     rgb_pearson_sums,
 )
+from orchestrator.correlation_report import REFERENCE_MAPS
 
 from ..conftest import DATA
+
+SIDD_REFERENCE_MAP = REFERENCE_MAPS["sidd"]
 
 
 def _direct_rgb_pearson(noise: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,8 +126,26 @@ def test_input_checks_and_zero_noise() -> None:
 
 
 def test_radial_profile_on_the_real_sidd_map() -> None:
-    m = np.load(DATA / "sidd_medium_noise_correlation_21x21.npy")
+    m = np.load(SIDD_REFERENCE_MAP)
     p = radial_profile(m)
     assert p[1] == pytest.approx(0.565, abs=0.001) and p[2] == pytest.approx(0.233, abs=0.002)
     with pytest.raises(ValueError, match="exceeds the map radius"):
         radial_profile(m, (11,))
+
+
+def test_table_path_equals_the_computed_path_and_buffers_are_reused_safely() -> None:
+    # uint8 noise goes through the unit-vector table; float or wide-range noise is computed.
+    rng = np.random.default_rng(5)
+    for shape in ((37, 53, 3), (20, 31, 3), (37, 53, 3)):  # buffers reused, resized, reused
+        noise = rng.integers(-255, 256, shape).astype(np.int16)
+        noise[3, 4] = (7, 7, 7)  # degenerate pixel
+        via_table = rgb_pearson_sums(noise, 4)
+        computed = rgb_pearson_sums(noise.astype(np.float64), 4)
+        np.testing.assert_allclose(via_table.sum, computed.sum, rtol=0, atol=1e-9)
+        assert np.array_equal(via_table.count, computed.count)
+        s, cnt = _direct_rgb_pearson(noise, 4)
+        np.testing.assert_allclose(via_table.sum, s, rtol=0, atol=1e-9)
+        assert np.array_equal(via_table.count, cnt)
+    wide = rng.integers(-2000, 2000, (15, 17, 3)).astype(np.int32)
+    s, cnt = _direct_rgb_pearson(wide, 3)
+    np.testing.assert_allclose(rgb_pearson_sums(wide, 3).sum, s, rtol=0, atol=1e-9)
