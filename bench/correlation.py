@@ -8,7 +8,9 @@ Reports, per pair, single-threaded:
   (b) a straightforward NumPy loop over the 441 offsets,
   (c) this project's FFT implementation (orchestrator.correlation.rgb_pearson_sums),
   (d) decoding the two PNGs,
-and checks that (b) and (c) agree.
+and checks that (b) and (c) agree. With ``--ray-pairs N`` (N > 0), it also times the Ray Data job
+(orchestrator.correlation_job.compute_rows) over N copies of the pair laid out as a SIDD tree, with 1
+and with 2 concurrent workers on one local Ray of 2 CPUs, and reports pairs per second.
 """
 
 from __future__ import annotations
@@ -75,22 +77,68 @@ def per_offset_numpy(noise: np.ndarray, radius: int) -> np.ndarray:
     return s / n
 
 
-def median_time(fn, repeat: int) -> float:
-    times = []
+def sidd_tree(root: Path, noisy: Path, clean: Path, pairs: int) -> Path:
+    """``pairs`` scene folders in SIDD's layout, each holding hard links to the same pair."""
+    for i in range(pairs):
+        scene = root / "SIDD_Medium_Srgb" / "Data" / f"{i + 1:04d}_001_GP_00800_00100_4400_N"
+        scene.mkdir(parents=True)
+        for src, kind in ((noisy, "NOISY"), (clean, "GT")):
+            dst = scene / f"{i + 1:04d}_{kind}_SRGB_010.PNG"
+            try:
+                os.link(src, dst)
+            except OSError:
+                dst.write_bytes(src.read_bytes())
+    return root
+
+
+def ray_throughput(noisy: Path, clean: Path, pairs: int, radius: int) -> list[tuple[int, float, float]]:
+    """Pairs per second of the Ray Data job with 1 and 2 workers (one local Ray, started once).
+
+    Returns (workers, end-to-end rate, rate from the first task's start): the second leaves out
+    the dataset's start-up (planning, first scheduling), paid once per run whatever its size.
+    """
+    from orchestrator.cluster import connect
+    from orchestrator.config import CorrelationConfig, RayConfig
+    from orchestrator.correlation_job import compute_rows, pair_row
+    from orchestrator.data.sidd import index_sidd
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp, connect(RayConfig(num_cpus=2)) as resources:
+        rows = [pair_row(p) for p in index_sidd(sidd_tree(Path(tmp) / "sidd", noisy, clean, pairs)).pairs]
+        # Warm-up: start both worker processes (imports, FFT buffers) before anything is timed.
+        list(compute_rows(rows[:2], CorrelationConfig(radius=radius, workers=2), resources))
+        for workers in (1, 2):
+            cfg = CorrelationConfig(radius=radius, workers=workers)
+            t0 = time.perf_counter()
+            first_start = None
+            for row in compute_rows(rows, cfg, resources):
+                assert row["status"] == "ok", row["reason"]
+                if first_start is None:
+                    first_start = time.perf_counter() - row["seconds"]
+            t1 = time.perf_counter()
+            results.append((workers, pairs / (t1 - t0), pairs / (t1 - first_start)))
+    return results
+
+
+def interleaved_medians(fns: list, repeat: int) -> list[float]:
+    """Median time of each function, the functions called in turn ``repeat`` times."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        for fn, ts in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [float(np.median(ts)) for ts in times]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--noisy", type=Path)
     ap.add_argument("--clean", type=Path)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--loop-pixels", type=int, default=600, help="pixels timed for the per-pixel loop")
     ap.add_argument("--radius", type=int, default=10)
+    ap.add_argument("--ray-pairs", type=int, default=0, help="pairs for the Ray job throughput (0: skip)")
     args = ap.parse_args(argv)
     tmp = None
     if args.noisy is None:
@@ -110,9 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     r = args.radius
     print(f"pair {w}x{h}, radius {r}, single thread, median of {args.repeat}", flush=True)
 
-    t_decode = median_time(lambda: (read_png(args.noisy), read_png(args.clean)), args.repeat)
-    rgb_pearson_sums(noise, r)  # warm-up (FFT plans, page faults)
-    t_fft = median_time(lambda: rgb_pearson_sums(noise, r), args.repeat)
+    rgb_pearson_sums(noise, r)  # warm-up: a worker's buffers exist after its first image
+    # (c) and (d) alternate, so that load from elsewhere on the machine affects both alike.
+    t_decode, t_fft = interleaved_medians(
+        [lambda: (read_png(args.noisy), read_png(args.clean)), lambda: rgb_pearson_sums(noise, r)],
+        args.repeat,
+    )
     t0 = time.perf_counter()
     ref = per_offset_numpy(noise, r)
     t_offsets = time.perf_counter() - t0
@@ -132,6 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nper-pixel loop: {t_loop / done * 1e6:.1f} us per pixel")
     print(f"max |(b) - (c)| over the map: {err:.2e}")
     print(f"(c) / (d) = {t_fft / t_decode:.2f}")
+    if args.ray_pairs:
+        print(f"\nRay Data job over {args.ray_pairs} pairs (each task: decode + map, 1 thread):", flush=True)
+        through = ray_throughput(args.noisy, args.clean, args.ray_pairs, r)
+        print(f"  {'workers':>8s} {'pairs/s':>9s} {'pairs/s from first task':>24s}")
+        for workers, rate, steady in through:
+            print(f"  {workers:8d} {rate:9.3f} {steady:24.3f}")
+        print(
+            f"  speed-up 2 vs 1 workers: {through[1][1] / through[0][1]:.2f}x end to end, "
+            f"{through[1][2] / through[0][2]:.2f}x from the first task"
+        )
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -260,3 +260,83 @@ class DemoConfig:
     data: DataConfig = DataConfig()
     correlation_radius: int = 10
     max_pairs: int = 8
+
+
+# ------------------------------------------------------------------ cluster, tracking, correlation
+
+
+@dataclasses.dataclass(frozen=True)
+class RayConfig:
+    """Where Ray runs. ``address`` empty: ``RAY_ADDRESS`` if set (as under ``ray job submit``),
+    else an embedded local Ray with ``num_cpus`` CPUs (0: all of this machine's)."""
+
+    address: str = ""
+    num_cpus: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow. ``uri`` empty: ``sqlite:///<cwd>/mlflow.db``; relative paths are made absolute."""
+
+    enabled: bool = True
+    uri: str = ""
+    experiment: str = "noise-correlation"
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskConfig:
+    """A blind region for a blind-patch network.
+
+    ``diamond``: LG-BPN's, L1 distance <= ``radius``. ``from_correlation``: derived from a measured
+    map; ``source`` is a ``mask.npz``, a correlation job's output folder, a ``pooled_map.npy`` (then
+    ``threshold`` applies), or an MLflow run (``runs:/<run_id>``).
+    """
+
+    kind: Literal["diamond", "from_correlation"] = "diamond"
+    radius: int = 4
+    source: str = ""
+    threshold: float = 0.02
+
+
+@dataclasses.dataclass(frozen=True)
+class CorrelationFigures:
+    """What the correlation report looks at.
+
+    ``offsets``: (dy, dx) offsets whose distribution across images is plotted (the paper's Fig. 7);
+    empty: (0, 1), (2, 2), (0, 5), (7, 3), those within the map's radius.
+    An image is an outlier when its coefficient exceeds ``outlier_threshold`` at some offset outside
+    the central (2*``inner_radius``+1)^2 square (9x9 by default; the paper saw values above 0.2).
+    ``reference``: a map drawn beside the pooled one: ``sidd`` (the authors' real SIDD Medium map),
+    a ``.npy`` path, or '' for none.
+    """
+
+    offsets: tuple[tuple[int, int], ...] = ()
+    outlier_threshold: float = 0.2
+    inner_radius: int = 4
+    log_floor: float = 1e-3
+    reference: str = "sidd"
+
+
+@dataclasses.dataclass(frozen=True)
+class CorrelationConfig:
+    """The Ray Data noise-correlation job (``jobs/correlation.py``).
+
+    ``workers``: concurrent per-pair tasks (0: one per CPU of the cluster). ``threads``: FFT threads
+    in each task (each task reserves that many CPUs). ``strict``: stop on any bad dataset file
+    instead of leaving it out with its reason. ``resume``: reuse per-image results already in
+    ``out`` for the same radius, statistic and unchanged files.
+    """
+
+    data: DataConfig = DataConfig()
+    out: str = "correlation_out"
+    radius: int = 10
+    statistic: Literal["rgb_pearson", "pearson"] = "rgb_pearson"
+    workers: int = 0
+    threads: int = 1
+    max_pairs: int = 0
+    strict: bool = False
+    resume: bool = True
+    figures: CorrelationFigures = CorrelationFigures()
+    mask_threshold: float = 0.02
+    ray: RayConfig = RayConfig()
+    tracking: TrackingConfig = TrackingConfig()

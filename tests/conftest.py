@@ -28,3 +28,14 @@ def synthetic_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         bench_blocks=3,
     )
     return generate(root, spec)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One embedded local Ray for the session (2 CPUs); jobs attach to it instead of starting theirs."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()

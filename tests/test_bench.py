@@ -12,7 +12,10 @@ from orchestrator.correlation import rgb_pearson_sums
 from orchestrator.data.sidd import write_png
 
 
-def test_correlation_bench_runs_and_methods_agree(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.ray
+def test_correlation_bench_runs_and_methods_agree(
+    ray_local, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     rng = np.random.default_rng(0)
     clean = rng.integers(20, 230, (40, 56, 3), dtype=np.uint8)
     noisy = np.clip(clean + rng.integers(-9, 10, clean.shape), 0, 255).astype(np.uint8)
@@ -30,6 +33,8 @@ def test_correlation_bench_runs_and_methods_agree(tmp_path: Path, capsys: pytest
             "20",
             "--radius",
             "4",
+            "--ray-pairs",
+            "3",
         ]
     )
     assert rc == 0
@@ -37,6 +42,7 @@ def test_correlation_bench_runs_and_methods_agree(tmp_path: Path, capsys: pytest
     assert "(c) FFT, this project" in out and "(d) decode both PNGs" in out
     err = float(out.split("max |(b) - (c)| over the map: ")[1].split()[0])
     assert err < 1e-12
+    assert "speed-up 2 vs 1 workers" in out
     noise = noisy.astype(np.int16) - clean.astype(np.int16)
     np.testing.assert_allclose(
         bench_corr.per_offset_numpy(noise, 4), rgb_pearson_sums(noise, 4).map(), atol=1e-12

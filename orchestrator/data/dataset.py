@@ -37,7 +37,10 @@ def ensure_synthetic(cfg: DataConfig, *, progress: bool = True) -> Path:
     return root
 
 
-def resolve(cfg: DataConfig, *, progress: bool = True) -> SiddIndex:
-    """Index ``cfg.root`` if set, else the (generated if needed) synthetic tree."""
+def resolve(cfg: DataConfig, *, progress: bool = True, strict: bool = True) -> SiddIndex:
+    """Index ``cfg.root`` if set, else the (generated if needed) synthetic tree.
+
+    ``strict=False`` leaves bad files out and lists them in ``SiddIndex.problems``.
+    """
     root = Path(cfg.root).expanduser() if cfg.root else ensure_synthetic(cfg, progress=progress)
-    return index_sidd(root, check_images=cfg.check_images)
+    return index_sidd(root, check_images=cfg.check_images, strict=strict)

@@ -299,6 +299,7 @@ class SiddIndex:
     pairs: tuple[PairRecord, ...]
     validation: BlocksInfo | None
     benchmark: BlocksInfo | None
+    problems: tuple[tuple[str, str], ...] = ()  # (path, message) left out; only with strict=False
 
     def summary(self) -> str:
         cams: dict[str, int] = {}
@@ -315,6 +316,9 @@ class SiddIndex:
             lines.append("  sizes (HxW): " + ", ".join(f"{h}x{w}" for h, w in sizes[:4]))
         for name, b in (("validation", self.validation), ("benchmark", self.benchmark)):
             lines.append(f"  {name}: " + (f"{b.n_blocks} blocks, shape {b.shape}" if b else "not present"))
+        if self.problems:
+            lines.append(f"  left out: {len(self.problems)} bad file(s)")
+            lines.extend(f"    {path}: {msg}" for path, msg in self.problems)
         return "\n".join(lines)
 
 
@@ -396,7 +400,9 @@ def _index_blocks(root: Path, noisy_rel: Path, gt_rel: Path | None) -> tuple[Blo
     return BlocksInfo(str(noisy.resolve()), str(gt.resolve()) if gt else None, shapes[noisy]), []
 
 
-def index_sidd(root: str | Path, *, require_medium: bool = True, check_images: bool = True) -> SiddIndex:
+def index_sidd(
+    root: str | Path, *, require_medium: bool = True, check_images: bool = True, strict: bool = True
+) -> SiddIndex:
     """Index and validate a SIDD root.
 
     Args:
@@ -404,6 +410,8 @@ def index_sidd(root: str | Path, *, require_medium: bool = True, check_images: b
             ``SIDD_Benchmark/``.
         require_medium: fail when no training pairs are found.
         check_images: verify every PNG (header, CRCs, size, mode) without decoding pixels.
+        strict: raise on any bad file. With False, the bad files are left out and listed in
+            ``SiddIndex.problems``; the index still raises when nothing usable is left.
 
     Raises:
         DatasetError: listing every bad file found (missing partner, corrupt or truncated PNG,
@@ -428,17 +436,23 @@ def index_sidd(root: str | Path, *, require_medium: bool = True, check_images: b
     problems.extend(bad)
     benchmark, bad = _index_blocks(root, BENCHMARK_NOISY, None)
     problems.extend(bad)
-    if problems:
+    if problems and (strict or (require_medium and not pairs)):
         raise DatasetError(problems)
-    return SiddIndex(str(root.resolve()), tuple(pairs), validation, benchmark)
+    kept = tuple((str(path), msg) for path, msg in problems)
+    return SiddIndex(str(root.resolve()), tuple(pairs), validation, benchmark, kept)
 
 
 def load_pair(record: PairRecord) -> tuple[np.ndarray, np.ndarray]:
     """Decode a pair to uint8 (H, W, 3) arrays (noisy, clean), checking their shapes agree."""
-    noisy, clean = read_png(record.noisy_path), read_png(record.clean_path)
+    return read_pair(record.noisy_path, record.clean_path)
+
+
+def read_pair(noisy_path: str | Path, clean_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`load_pair` from the two paths."""
+    noisy, clean = read_png(noisy_path), read_png(clean_path)
     if noisy.shape != clean.shape:
         raise DatasetError(
-            [(Path(record.noisy_path), f"shape mismatch: noisy {noisy.shape} vs clean {clean.shape}")]
+            [(Path(noisy_path), f"shape mismatch: noisy {noisy.shape} vs clean {clean.shape} ({clean_path})")]
         )
     return noisy, clean
 

@@ -1,0 +1,94 @@
+"""The noise-correlation prior: exact per-image and pooled maps over a SIDD tree, on Ray Data.
+
+``python jobs/correlation.py [--data DIR] [--out OUT] [--radius R] [--statistic rgb_pearson|pearson]``
+
+``--data`` is a SIDD root holding ``SIDD_Medium_Srgb/Data/<scene>/...``; without it, SIDD-like
+synthetic data is generated (once, cached). Runs on an embedded local Ray, or on the cluster it is
+submitted to (``ray job submit --working-dir . -- python jobs/correlation.py --data /shared/SIDD``;
+the data must then be readable at that path on every node). Writes to OUT: ``pooled_map.npy``,
+``pooled_sum.npy``, ``pooled_count.npy``, ``per_image.parquet``, ``mask.npz``, ``summary.json``,
+``outliers.csv``, ``group_maps.json`` and ``figures/``; logs them to MLflow. Rerunning with the same
+OUT computes only the pairs not done yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from orchestrator.cluster import ClusterError
+from orchestrator.config import ConfigError, CorrelationConfig, build, to_yaml
+from orchestrator.correlation_job import JobStateError, run_correlation
+from orchestrator.data.sidd import DatasetError
+
+# Flags that are shorthands for config keys (applied before --set).
+_FLAGS = {
+    "data": "data.root",
+    "out": "out",
+    "radius": "radius",
+    "statistic": "statistic",
+    "workers": "workers",
+    "max_pairs": "max_pairs",
+    "tracking_uri": "tracking.uri",
+}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", metavar="DIR", help="SIDD root (default: synthetic data)")
+    ap.add_argument("--out", metavar="OUT", help="output folder (default: correlation_out)")
+    ap.add_argument("--radius", type=int, metavar="R", help="map radius; 10 gives 21x21 (default 10)")
+    ap.add_argument("--statistic", choices=["rgb_pearson", "pearson"], help="default rgb_pearson")
+    ap.add_argument("--workers", type=int, metavar="N", help="concurrent pairs (default: one per CPU)")
+    ap.add_argument("--max-pairs", type=int, metavar="N", help="only the first N pairs (0: all)")
+    ap.add_argument("--tracking-uri", metavar="URI", help="MLflow URI (default sqlite:///<cwd>/mlflow.db)")
+    ap.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    ap.add_argument("--strict", action="store_true", help="stop on any bad dataset file")
+    ap.add_argument("--config", type=Path, help="YAML file over the defaults")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, e.g. --set figures.outlier_threshold=0.1 (repeatable)",
+    )
+    ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    flags = [
+        f"{key}={getattr(args, name)}" for name, key in _FLAGS.items() if getattr(args, name) is not None
+    ]
+    flags += ["tracking.enabled=false"] if args.no_tracking else []
+    flags += ["strict=true"] if args.strict else []
+    try:
+        cfg = build(CorrelationConfig, args.config, [*flags, *args.overrides])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(to_yaml(cfg), end="")
+        return 0
+    try:
+        summary = run_correlation(cfg)
+    except (DatasetError, JobStateError, ClusterError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: finished maps are kept in {cfg.out}; run again to compute the rest",
+            file=sys.stderr,
+        )
+        return 130
+    return 1 if "mlflow_error" in summary else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

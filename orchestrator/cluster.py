@@ -1,0 +1,69 @@
+"""Connecting to Ray: an existing cluster (``ray job submit``, ``RAY_ADDRESS``) or an embedded local one.
+
+Every Ray job of the platform starts through :func:`connect`, so the same script runs unchanged on
+a laptop and under ``ray job submit``. An unreachable address fails within seconds with a message
+instead of Ray's minute-long hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+
+from orchestrator.config import RayConfig
+
+
+class ClusterError(RuntimeError):
+    """Ray cannot be reached or cannot provide what a job asks for."""
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    if address in ("auto", "local") or "://" in address:
+        return None  # resolved by Ray itself (a local session file, or a client URI)
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ClusterError(f"Ray address {address!r} is not host:port, 'auto' or a ray:// URI")
+    return host, int(port)
+
+
+def check_reachable(address: str, *, timeout_s: float = 5.0) -> None:
+    """Fail fast when nothing listens at ``address`` (host:port of the cluster's GCS)."""
+    hp = _host_port(address)
+    if hp is None:
+        return
+    try:
+        with socket.create_connection(hp, timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ClusterError(
+            f"no Ray cluster at {address} ({exc}); start one with 'ray start --head' or 'ray up "
+            "cluster.yaml', or unset RAY_ADDRESS to run on an embedded local Ray"
+        ) from exc
+
+
+@contextlib.contextmanager
+def connect(cfg: RayConfig | None = None, *, quiet: bool = True) -> Iterator[dict]:
+    """Use the running Ray session, attach to a cluster, or start a local Ray; yield its resources.
+
+    A session started here is shut down on exit; one that was already running is left alone.
+    """
+    import ray
+
+    cfg = cfg or RayConfig()
+    started = False
+    if not ray.is_initialized():
+        address = cfg.address or os.environ.get("RAY_ADDRESS", "")
+        kwargs: dict = {"log_to_driver": not quiet, "logging_level": "WARNING"}
+        if address:
+            check_reachable(address)
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=cfg.num_cpus or None, include_dashboard=False, **kwargs)
+        started = True
+    try:
+        yield ray.cluster_resources()
+    finally:
+        if started:
+            ray.shutdown()

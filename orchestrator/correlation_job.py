@@ -1,0 +1,434 @@
+"""The noise-correlation job: pairs -> per-image sums on Ray Data workers -> Parquet + pooled map.
+
+Each pair is one Ray Data task that decodes its two PNGs, forms the noise and computes the exact
+per-offset sums and counts (:mod:`orchestrator.correlation`). The driver streams the results back,
+writes them to ``OUT/parts/`` as they arrive (so an interrupted run keeps every finished map and a
+rerun computes only what is missing), pools them, and writes the outputs and figures.
+
+Nothing a worker meets in the data stops the job: a pair that cannot be decoded, or whose noise
+has no valid pixel, becomes a row with ``status`` ``error`` or ``nan``, a NaN map and a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestrator.config import CorrelationConfig
+from orchestrator.correlation import CorrelationSums, correlation_sums, noise_of
+from orchestrator.data.sidd import PairRecord, SiddIndex, read_pair
+
+__all__ = ["pair_task", "sums_from_row", "compute_rows", "load_results", "collect", "JobStateError"]
+
+SUM_FIELDS = {"rgb_pearson": ("sum", "count"), "pearson": ("sum", "count", "sx", "sy", "sxx", "syy")}
+PARTS = "parts"
+PER_IMAGE = "per_image.parquet"
+JOB_FILE = "job.json"
+
+
+class JobStateError(RuntimeError):
+    """The output folder holds results that cannot be combined with this run."""
+
+
+def fingerprint(noisy_path: str, clean_path: str) -> str:
+    """Size and modification time of both files: a changed file is computed again on resume."""
+    parts = []
+    for p in (noisy_path, clean_path):
+        try:
+            st = os.stat(p)
+            parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append("missing")
+    return "|".join(parts)
+
+
+def pair_row(rec: PairRecord) -> dict:
+    """The input row of one pair: its metadata, paths and fingerprint."""
+    row = rec.as_row()
+    row["camera_name"] = rec.info.camera_name
+    row["fingerprint"] = fingerprint(rec.noisy_path, rec.clean_path)
+    return row
+
+
+def _side(radius: int) -> int:
+    return 2 * radius + 1
+
+
+def _empty_sums(radius: int, statistic: str) -> CorrelationSums:
+    shape = (_side(radius),) * 2 if statistic == "rgb_pearson" else (3, *(_side(radius),) * 2)
+    zeros = {f: np.zeros(shape) for f in SUM_FIELDS[statistic]}
+    return CorrelationSums(statistic, **zeros)
+
+
+def _classify(sums: CorrelationSums) -> tuple[str, str]:
+    m = sums.map()
+    if np.isnan(m).all():
+        if sums.statistic == "rgb_pearson":
+            return "nan", "no valid pixel: the noise is zero, or equal in all three channels, everywhere"
+        return "nan", "the noise is constant over the image (zero variance)"
+    return "ok", ""
+
+
+def pair_task(row: dict, *, radius: int, statistic: str, threads: int = 1) -> dict:
+    """Ray Data map function: one pair row in, the same row with its sums and map out. Never raises."""
+    t0 = time.perf_counter()
+    out = {k: v for k, v in row.items() if not isinstance(v, np.ndarray)}
+    try:
+        noisy, clean = read_pair(str(row["noisy_path"]), str(row["clean_path"]))
+        sums = correlation_sums(noise_of(noisy, clean), radius, statistic=statistic, workers=threads)
+        status, reason = _classify(sums)
+    except Exception as exc:  # recorded in the row: one bad image must not lose the others
+        sums = _empty_sums(radius, statistic)
+        status, reason = "error", f"{type(exc).__name__}: {exc}"
+    for field in SUM_FIELDS[statistic]:
+        out[field] = np.asarray(getattr(sums, field), dtype=np.float64).ravel()
+    out["map"] = sums.map().ravel() if status == "ok" else np.full(_side(radius) ** 2, np.nan)
+    out.update(status=status, reason=reason, statistic=statistic, radius=radius)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def sums_from_row(row: dict, *, radius: int, statistic: str) -> CorrelationSums:
+    """Rebuild one image's :class:`CorrelationSums` from its row (as stored in Parquet)."""
+    shape = (_side(radius),) * 2 if statistic == "rgb_pearson" else (3, *(_side(radius),) * 2)
+    fields = {f: np.asarray(row[f], dtype=np.float64).reshape(shape) for f in SUM_FIELDS[statistic]}
+    return CorrelationSums(statistic, **fields)
+
+
+# ------------------------------------------------------------------------------------ storage
+
+
+class _PartWriter:
+    """Appends result rows to ``parts/`` as small Parquet files, each written atomically."""
+
+    def __init__(self, folder: Path, *, every_rows: int = 16, every_s: float = 30.0):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.rows: list[dict] = []
+        self.every_rows, self.every_s = every_rows, every_s
+        self.last = time.monotonic()
+        self.serial = len(list(folder.glob("part-*.parquet")))
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.every_rows or time.monotonic() - self.last >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        table = pa.Table.from_pylist(self.rows)
+        path = self.folder / f"part-{self.serial:06d}-{os.getpid()}.parquet"
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(table, tmp)
+        tmp.rename(path)
+        self.serial += 1
+        self.rows = []
+        self.last = time.monotonic()
+
+
+def load_results(out: Path) -> list[dict]:
+    """Every result row already in ``out`` (``per_image.parquet`` and ``parts/``), the latest per key."""
+    files = [out / PER_IMAGE] if (out / PER_IMAGE).is_file() else []
+    files += sorted((out / PARTS).glob("part-*.parquet")) if (out / PARTS).is_dir() else []
+    rows: dict[str, dict] = {}
+    for f in files:
+        try:
+            for row in pq.read_table(f).to_pylist():
+                rows[row["key"]] = row
+        except (pa.ArrowInvalid, OSError) as exc:
+            print(f"warning: ignoring unreadable partial results {f} ({exc})", flush=True)
+    return list(rows.values())
+
+
+def _check_job_state(out: Path, cfg: CorrelationConfig) -> None:
+    state = {"radius": cfg.radius, "statistic": cfg.statistic}
+    job = out / JOB_FILE
+    has_results = (out / PER_IMAGE).is_file() or any((out / PARTS).glob("part-*.parquet"))
+    if job.is_file() and has_results:
+        before = json.loads(job.read_text())
+        if before != state and cfg.resume:
+            raise JobStateError(
+                f"{out} holds results for {before}, not {state}: choose another --out, or pass "
+                "--set resume=false to replace them"
+            )
+    if not cfg.resume:
+        shutil.rmtree(out / PARTS, ignore_errors=True)
+        (out / PER_IMAGE).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    job.write_text(json.dumps(state))
+
+
+# ------------------------------------------------------------------------------------ compute
+
+
+def compute_rows(rows: list[dict], cfg: CorrelationConfig, resources: dict):
+    """Run :func:`pair_task` over ``rows`` with Ray Data; yield result rows as they finish."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the driver prints its own progress lines
+    ctx.print_on_execution_start = False
+    cpus = float(resources.get("CPU", 1))
+    workers = cfg.workers or max(1, int(cpus // cfg.threads))
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
+        pair_task,
+        fn_kwargs={"radius": cfg.radius, "statistic": cfg.statistic, "threads": cfg.threads},
+        num_cpus=cfg.threads,
+        compute=ray.data.TaskPoolStrategy(size=workers),
+    )
+    yield from ds.iter_rows()
+
+
+def collect(index: SiddIndex, cfg: CorrelationConfig, out: Path, resources_fn) -> list[dict]:
+    """All result rows for ``index``'s pairs: reused from ``out`` where unchanged, else computed.
+
+    Args:
+        resources_fn: a context manager factory yielding the cluster's resources (``connect``).
+    """
+    from orchestrator.progress import Progress
+
+    _check_job_state(out, cfg)
+    pairs = index.pairs[: cfg.max_pairs] if cfg.max_pairs else index.pairs
+    wanted = [pair_row(p) for p in pairs]
+    previous = {r["key"]: r for r in load_results(out)} if cfg.resume else {}
+    reused = {
+        w["key"]: previous[w["key"]]
+        for w in wanted
+        if w["key"] in previous
+        and previous[w["key"]]["fingerprint"] == w["fingerprint"]
+        and previous[w["key"]]["status"] != "error"
+    }
+    todo = [w for w in wanted if w["key"] not in reused]
+    print(
+        f"[correlation] {len(wanted)} pairs: {len(reused)} already in {out}, {len(todo)} to compute "
+        f"(statistic {cfg.statistic}, radius {cfg.radius})",
+        flush=True,
+    )
+    results = dict(reused)
+    if todo:
+        writer = _PartWriter(out / PARTS)
+        progress = Progress("correlation", len(todo))
+        try:
+            with resources_fn() as resources:
+                print(f"[correlation] Ray resources: {_describe(resources)}", flush=True)
+                for row in compute_rows(todo, cfg, resources):
+                    row = {k: _plain(v) for k, v in row.items()}
+                    writer.add(row)
+                    results[row["key"]] = row
+                    tail = f" ({row['reason']})" if row["status"] != "ok" else ""
+                    progress.update(note=f"{row['key']} {row['status']}{tail} {row['seconds']:.2f}s")
+        finally:
+            writer.flush()  # whatever finished is on disk, also when the loop was interrupted
+    return [results[w["key"]] for w in wanted]
+
+
+def _plain(value):
+    """Ray Data hands back numpy values; Parquet rows and JSON want plain ones."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return value
+
+
+def _describe(resources: dict) -> str:
+    keys = [k for k in ("CPU", "GPU", "memory") if k in resources]
+    return ", ".join(
+        f"{k}={resources[k] / 2**30:.1f} GiB" if k == "memory" else f"{k}={resources[k]:g}" for k in keys
+    )
+
+
+# ------------------------------------------------------------------------------------ outputs
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        np.save(f, np.asarray(array, dtype=np.float64))
+    tmp.replace(path)
+
+
+def write_per_image(out: Path, rows: list[dict], cfg: CorrelationConfig) -> Path:
+    """All rows to ``per_image.parquet`` (atomically), then drop the merged ``parts/``."""
+    table = pa.Table.from_pylist(rows)
+    meta = {"radius": str(cfg.radius), "statistic": cfg.statistic, "map_side": str(2 * cfg.radius + 1)}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+    tmp = out / (PER_IMAGE + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(out / PER_IMAGE)
+    shutil.rmtree(out / PARTS, ignore_errors=True)
+    return out / PER_IMAGE
+
+
+def write_pooled(out: Path, pooled: CorrelationSums) -> dict[str, Path]:
+    """``pooled_map``, ``pooled_sum``, ``pooled_count`` (float64, (2R+1)^2), and for ``pearson`` the
+    per-channel moments needed to recompute the map exactly."""
+    files = {
+        "pooled_map": out / "pooled_map.npy",
+        "pooled_sum": out / "pooled_sum.npy",
+        "pooled_count": out / "pooled_count.npy",
+    }
+    _save_npy(files["pooled_map"], pooled.map())
+    if pooled.statistic == "rgb_pearson":
+        _save_npy(files["pooled_sum"], pooled.sum)
+        _save_npy(files["pooled_count"], pooled.count)
+    else:  # channels pooled; the per-channel moments go beside them
+        _save_npy(files["pooled_sum"], pooled.sum.sum(axis=0))
+        _save_npy(files["pooled_count"], pooled.count.sum(axis=0))
+        files["pooled_map_per_channel"] = out / "pooled_map_per_channel.npy"
+        _save_npy(files["pooled_map_per_channel"], pooled.map(per_channel=True))
+        files["pooled_moments"] = out / "pooled_moments.npz"
+        moments = {f: getattr(pooled, f) for f in SUM_FIELDS["pearson"]}
+        np.savez(files["pooled_moments"], **moments)
+    return files
+
+
+def _write_findings(out: Path, findings: dict, problems: tuple) -> None:
+    with (out / "outliers.csv").open("w") as f:
+        f.write("key,camera,iso,value,dy,dx\n")
+        for o in findings["outliers"]:
+            f.write(f"{o['key']},{o['camera']},{o['iso']},{o['value']:.6f},{o['dy']},{o['dx']}\n")
+    groups = {
+        col: {k: {"images": v["images"], "map": v["map"].tolist()} for k, v in g.items()}
+        for col, g in findings["groups"].items()
+    }
+    (out / "group_maps.json").write_text(json.dumps(groups))
+    if problems:
+        with (out / "skipped_files.csv").open("w") as f:
+            f.write("path,problem\n")
+            for path, msg in problems:
+                f.write(f'"{path}","{msg.replace(chr(34), chr(39))}"\n')
+
+
+def run_correlation(cfg: CorrelationConfig) -> dict:
+    """Index the data, compute every per-image map on Ray, pool, write outputs and figures, log.
+
+    Returns the summary also written to ``OUT/summary.json``.
+    """
+    from models import masks
+    from orchestrator import correlation_report as report
+    from orchestrator.cluster import connect
+    from orchestrator.data import dataset
+
+    report.check_offsets(cfg.figures.offsets, cfg.radius)  # config errors before any work
+    reference = report.load_reference(cfg.figures.reference, cfg.radius)
+    t0 = time.perf_counter()
+    out = Path(cfg.out).expanduser().resolve()
+    print("[correlation] indexing the dataset", flush=True)
+    index = dataset.resolve(cfg.data, strict=cfg.strict)
+    print(index.summary(), flush=True)
+    rows = collect(index, cfg, out, lambda: connect(cfg.ray))
+    write_per_image(out, rows, cfg)
+    sums = [sums_from_row(r, radius=cfg.radius, statistic=cfg.statistic) for r in rows]
+    ok = [s for r, s in zip(rows, sums, strict=True) if r["status"] == "ok"]
+    status_counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "nan", "error")}
+    if not ok:
+        raise JobStateError(
+            f"no pair gave a map ({status_counts}); the reasons are in {out / PER_IMAGE} (column 'reason')"
+        )
+    pooled = ok[0]
+    for s in ok[1:]:
+        pooled = pooled + s
+    files = write_pooled(out, pooled)
+    pooled_map = pooled.map()
+    label = "synthetic" if not cfg.data.root else Path(index.root).name
+    findings = report.write_report(
+        rows, sums, pooled_map, cfg.figures, out / "figures", label=label, reference=reference
+    )
+    _write_findings(out, findings, index.problems)
+    blind = masks.from_correlation(pooled_map, threshold=cfg.mask_threshold)
+    masks.save(
+        out / "mask.npz",
+        blind,
+        threshold=cfg.mask_threshold,
+        statistic=cfg.statistic,
+        source=str(files["pooled_map"]),
+        images=len(ok),
+    )
+    summary = _summary(cfg, index, rows, status_counts, pooled_map, blind, findings, time.perf_counter() - t0)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    _print_summary(summary, out)
+    if cfg.tracking.enabled:
+        try:
+            summary["mlflow_run_id"] = _log_to_mlflow(cfg, out, summary)
+        except Exception as exc:  # the outputs are on disk already; say so instead of losing them
+            summary["mlflow_error"] = f"{type(exc).__name__}: {exc}"
+            print(f"[correlation] MLflow logging failed ({summary['mlflow_error']}); outputs kept in {out}")
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _summary(cfg, index, rows, status_counts, pooled_map, blind, findings, seconds) -> dict:
+    from orchestrator.correlation import radial_profile
+
+    r = cfg.radius
+    dists = tuple(d for d in (1, 2, 3, 4, 5, 10) if d <= r)
+    failed = [
+        {"key": x["key"], "status": x["status"], "reason": x["reason"]} for x in rows if x["status"] != "ok"
+    ]
+    return {
+        "dataset": index.root,
+        "statistic": cfg.statistic,
+        "radius": r,
+        "pairs": len(rows),
+        "status": status_counts,
+        "failed": failed,
+        "skipped_files": len(index.problems),
+        "profile": {str(d): v for d, v in radial_profile(pooled_map, dists).items()},
+        "mask_taps": int(blind.sum()),
+        "mask_threshold": cfg.mask_threshold,
+        "mask_is_radius4_diamond": bool(blind.shape[0] >= 9 and _is_diamond4(blind)),
+        "outliers": findings["outliers"],
+        "seconds": round(seconds, 2),
+    }
+
+
+def _is_diamond4(blind: np.ndarray) -> bool:
+    from models import masks
+
+    return bool(np.array_equal(blind, masks.diamond(4, size=blind.shape[0])))
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    st = summary["status"]
+    print(f"[correlation] {st['ok']} maps, {st['nan']} NaN, {st['error']} errors in {summary['seconds']} s")
+    for f in summary["failed"]:
+        print(f"  {f['status']}: {f['key']}: {f['reason']}")
+    prof = ", ".join(f"d={d}: {v:.3f}" for d, v in summary["profile"].items())
+    print(f"  coefficient along the axes: {prof}")
+    shape = "LG-BPN's radius-4 diamond" if summary["mask_is_radius4_diamond"] else "not the radius-4 diamond"
+    print(
+        f"  derived blind region: {summary['mask_taps']} offsets above {summary['mask_threshold']} ({shape})"
+    )
+    print(f"  outlier images: {len(summary['outliers'])}")
+    print(f"  outputs in {out}", flush=True)
+
+
+def _log_to_mlflow(cfg: CorrelationConfig, out: Path, summary: dict) -> str:
+    from orchestrator.config import flatten
+    from orchestrator.tracking import Tracker
+
+    tracker = Tracker(cfg.tracking)
+    name = f"correlation-{cfg.statistic}-r{cfg.radius}"
+    with tracker.run(name, tags={"job": "correlation", "dataset": summary["dataset"]}) as run_id:
+        tracker.log_params(run_id, {**flatten(cfg), "dataset.pairs": summary["pairs"]})
+        metrics = {f"profile_d{d}": v for d, v in summary["profile"].items()}
+        metrics.update({f"pairs_{k}": v for k, v in summary["status"].items()})
+        metrics.update(
+            outliers=len(summary["outliers"]), mask_taps=summary["mask_taps"], seconds=summary["seconds"]
+        )
+        tracker.log_metrics(run_id, metrics)
+        for f in sorted(out.iterdir()):
+            if f.is_file() and f.suffix in (".npy", ".npz", ".parquet", ".json", ".csv"):
+                tracker.log_artifacts(run_id, f)
+        tracker.log_artifacts(run_id, out / "figures", "figures")
+    print(
+        f"[correlation] logged to MLflow: {tracker.uri}, experiment {cfg.tracking.experiment!r}, run {run_id}"
+    )
+    return run_id
