@@ -14,14 +14,16 @@ OUT computes only the pairs not done yet.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from orchestrator.cli import add_config_arguments, resolve_config
 from orchestrator.cluster import ClusterError
-from orchestrator.config import ConfigError, CorrelationConfig, build, to_yaml
+from orchestrator.config import CorrelationConfig
 from orchestrator.correlation_job import JobStateError, run_correlation
 from orchestrator.data.sidd import DatasetError
 
@@ -48,34 +50,24 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tracking-uri", metavar="URI", help="MLflow URI (default sqlite:///<cwd>/mlflow.db)")
     ap.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     ap.add_argument("--strict", action="store_true", help="stop on any bad dataset file")
-    ap.add_argument("--config", type=Path, help="YAML file over the defaults")
-    ap.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dotted override, e.g. --set figures.outlier_threshold=0.1 (repeatable)",
-    )
-    ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_config_arguments(ap, example="figures.outlier_threshold=0.1")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    # Values go through the same typed override path as --set; JSON quoting keeps a path such as
+    # "2024" or "yes" a string.
     flags = [
-        f"{key}={getattr(args, name)}" for name, key in _FLAGS.items() if getattr(args, name) is not None
+        f"{key}={json.dumps(getattr(args, name))}"
+        for name, key in _FLAGS.items()
+        if getattr(args, name) is not None
     ]
     flags += ["tracking.enabled=false"] if args.no_tracking else []
     flags += ["strict=true"] if args.strict else []
-    try:
-        cfg = build(CorrelationConfig, args.config, [*flags, *args.overrides])
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print(to_yaml(cfg), end="")
-        return 0
+    cfg, code = resolve_config(CorrelationConfig, args, flags)
+    if cfg is None:
+        return code
     try:
         summary = run_correlation(cfg)
     except (DatasetError, JobStateError, ClusterError, ValueError) as exc:

@@ -16,32 +16,18 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.config import ConfigError, DemoConfig, build, to_yaml
+from orchestrator.cli import add_config_arguments, resolve_config
+from orchestrator.config import DemoConfig
 from orchestrator.data.sidd import DatasetError
 from orchestrator.demo import run_demo
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", type=Path, help="YAML file over the defaults")
-    ap.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dotted override, e.g. --set data.synthetic.scenes=4 (repeatable)",
-    )
-    ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    args = ap.parse_args(argv)
-    try:
-        cfg = build(DemoConfig, args.config, args.overrides)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print(to_yaml(cfg), end="")
-        return 0
+    add_config_arguments(ap)
+    cfg, code = resolve_config(DemoConfig, ap.parse_args(argv))
+    if cfg is None:
+        return code
     t0 = time.perf_counter()
     try:
         run_demo(cfg)

@@ -189,5 +189,9 @@ def test_config_errors_come_before_any_work(tmp_path, capsys):
     assert job.main(["--out", str(tmp_path / "o"), "--set", "figures.offsets=[[0, 11]]"]) == 1
     assert "offset (0, 11) lies outside the radius-10 map" in capsys.readouterr().err
     assert job.main(["--statistic", "pearson", "--set", "radius=-1", "--print-config"]) == 0
+    capsys.readouterr()
+    assert job.main(["--out", "2024", "--data", "yes", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert "out: '2024'" in printed and "root: 'yes'" in printed  # flag values stay strings
     assert job.main(["--set", "nope=1"]) == 2
     assert "'nope'" in capsys.readouterr().err
