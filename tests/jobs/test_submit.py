@@ -1,0 +1,102 @@
+"""``ray job submit`` against a real ``ray start --head`` cluster runs the jobs unchanged."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(temp: str) -> None:
+    """Stop this cluster's processes only (``ray stop`` would also stop other Ray sessions here)."""
+    for pid in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if pid.isdigit() and temp.encode() in cmdline and int(pid) != os.getpid():
+            with contextlib.suppress(OSError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+@pytest.fixture
+def head():
+    """A one-node Ray cluster started with the CLI, as ``ray up`` would on a head node."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # the job's `python` is this interpreter
+    dash = _free_port()
+    temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 bytes
+    start = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--num-cpus",
+        "2",
+        "--port",
+        str(_free_port()),
+        "--dashboard-host",
+        "127.0.0.1",
+        "--dashboard-port",
+        str(dash),
+        "--include-dashboard",
+        "true",
+        "--disable-usage-stats",
+        "--temp-dir",
+        temp,
+    ]
+    done = subprocess.run(start, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Ray turns token authentication on; the jobs client must be told to use the token.
+    env.update(RAY_ADDRESS=f"http://127.0.0.1:{dash}", RAY_AUTH_MODE="token")
+    try:
+        yield env
+    finally:
+        _stop(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_correlation_job_under_ray_job_submit(head, synthetic_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cmd = [
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        "--working-dir",
+        str(ROOT),
+        "--",
+        "python",
+        "jobs/correlation.py",
+        "--data",
+        str(synthetic_tree),
+        "--out",
+        str(out),
+        "--radius",
+        "3",
+        "--no-tracking",
+    ]
+    done = subprocess.run(cmd, env=head, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "succeeded" in done.stdout + done.stderr
+    assert "10 maps, 0 NaN, 0 errors" in done.stdout
+    assert np.load(out / "pooled_map.npy").shape == (7, 7)
+    assert (out / "per_image.parquet").is_file() and (out / "figures" / "pooled_map_log.png").is_file()
