@@ -1,0 +1,126 @@
+"""Load state dicts saved by the original implementations into this library's modules.
+
+``from_original(constructor, kwargs, state_dict)`` takes the original class path and its keyword
+arguments (as recorded beside a checkpoint) and returns the equivalent registered module with the
+weights loaded. Key names are translated by explicit tables, one per family; keys that carry no
+information (aliases of other tensors) are dropped, and any key left over or missing raises.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+from models.registry import create_model
+
+__all__ = ["from_original", "CONVERTERS"]
+
+
+def _ssid_unet_keys(key: str) -> str | None:
+    """Original U-Net body names (encode_block_i / decode_block_i) -> :class:`UNetBody` names."""
+    m = re.fullmatch(r"encode_block_(\d)\.(\d)\.(weight|bias)", key)
+    if m:
+        level, idx, leaf = int(m[1]), int(m[2]), m[3]
+        if level == 1:
+            return f"body.enc1{'a' if idx == 0 else 'b'}.{leaf}"
+        return f"body.enc.{level - 2}.{leaf}"
+    m = re.fullmatch(r"decode_block_(\d)\.(\d)\.(weight|bias)", key)
+    if m:
+        level, part, leaf = int(m[1]), "a" if m[2] == "0" else "b", m[3]
+        if level in (5, 1):
+            return f"body.dec{level}{part}.{leaf}"
+        return f"body.dec_{part}.{4 - level}.{leaf}"  # levels 4, 3, 2 -> 0, 1, 2
+    return None
+
+
+def _ssid_bnn_keys(key: str) -> str | None:
+    if key.startswith("output_conv."):
+        return None  # the same tensor as output_block.4 in the original
+    table = {"output_block.0": "fuse1", "output_block.2": "fuse2", "output_block.4": "out"}
+    head, _, leaf = key.rpartition(".")
+    return f"{table[head]}.{leaf}" if head in table else _ssid_unet_keys(key)
+
+
+def _ssid_unet_only_keys(key: str) -> str | None:
+    return key.replace("output_conv.", "out.", 1) if key.startswith("output_conv.") else _ssid_unet_keys(key)
+
+
+def _ssid_lan_keys(key: str, blindspot: int) -> str | None:
+    m = re.fullmatch(r"conv\.(\d+)\.(.+)", key)
+    if not m:
+        return None
+    idx, rest = int(m[1]), m[2]
+    nrb = 2 + 2 * (blindspot // 2)  # Sequential index of the residual group
+    if idx == 0:
+        return f"head.{rest}"
+    if idx < nrb:
+        return f"local.{(idx - 2) // 2}.{rest}"
+    if idx == nrb + 1:
+        return f"out.{rest}"
+    rest = rest.replace("cuca.conv_du.0.", "squeeze.").replace("cuca.conv_du.2.", "excite.")
+    return rest.replace("body.", "blocks.", 1).replace("tail.", "blocks_tail.", 1)
+
+
+def _build_ssid(name: str, keys: Callable[[str], str | None], allowed: tuple[str, ...]):
+    def build(kwargs: Mapping) -> tuple[nn.Module, Callable[[str], str | None]]:
+        unknown = set(kwargs) - set(allowed)
+        if unknown:
+            raise ValueError(f"{name}: unsupported original arguments {sorted(unknown)}")
+        return create_model(name, **kwargs), keys
+
+    return build
+
+
+def _build_lan(kwargs: Mapping):
+    unknown = set(kwargs) - {"blindspot", "in_ch", "out_ch", "rbs"}
+    if unknown:
+        raise ValueError(f"ssid_lan: unsupported original arguments {sorted(unknown)}")
+    kw = {k: v for k, v in kwargs.items() if k != "rbs" and v is not None}
+    if "rbs" in kwargs:
+        kw["blocks"] = kwargs["rbs"]
+    bs = kwargs.get("blindspot", 3)
+    return create_model("ssid_lan", **kw), lambda key: _ssid_lan_keys(key, bs)
+
+
+# original constructor -> builder(kwargs) returning (module, key translator)
+CONVERTERS: dict[str, Callable] = {
+    "network.bnn.BNN": _build_ssid("ssid_bnn", _ssid_bnn_keys, ("blindspot", "in_ch", "out_ch", "dim")),
+    "network.unet.UNet": _build_ssid("ssid_unet", _ssid_unet_only_keys, ("in_ch", "out_ch", "dim")),
+    "network.lan.LAN": _build_lan,
+}
+
+
+def from_original(constructor: str, kwargs: Mapping, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
+    """The registered module equivalent to ``constructor(**kwargs)``, with ``state_dict`` loaded.
+
+    Raises:
+        KeyError: an unknown constructor (the message lists the supported ones).
+        ValueError: unsupported arguments, or keys that do not match the module.
+    """
+    try:
+        build = CONVERTERS[constructor]
+    except KeyError:
+        raise KeyError(
+            f"no converter for {constructor!r}; supported: {', '.join(sorted(CONVERTERS))}"
+        ) from None
+    module, keys = build(dict(kwargs))
+    converted, unused = {}, []
+    for key, value in state_dict.items():
+        new = keys(key)
+        if new is None:
+            if not key.startswith("output_conv."):
+                unused.append(key)
+            continue
+        converted[new] = value.contiguous()
+    missing = set(module.state_dict()) - set(converted)
+    extra = set(converted) - set(module.state_dict())
+    if unused or missing or extra:
+        raise ValueError(
+            f"{constructor}: state dict does not match: unknown keys {sorted(unused + list(extra))[:8]}, "
+            f"missing {sorted(missing)[:8]}"
+        )
+    module.load_state_dict(converted)
+    return module

@@ -1,0 +1,1 @@
+"""Shared layers, one concept per file."""

@@ -1,0 +1,32 @@
+"""Every registered model builds at a small width, keeps the input's shape and trains (backward)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import create_model, list_models
+
+# Small-width arguments per registered model; a new model must add its entry here.
+SMALL = {
+    "ssid_bnn": {"dim": 8},
+    "ssid_lan": {"width": 16, "blocks": 2},
+    "ssid_unet": {"dim": 8},
+}
+
+
+def test_every_registered_model_has_a_small_configuration() -> None:
+    assert set(list_models()) == set(SMALL)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_shape_and_backward(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, **SMALL[name])
+    x = torch.rand(2, 3, 32, 32) * 255
+    y = model(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    (y - x).abs().mean().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
