@@ -85,11 +85,70 @@ def _build_lan(kwargs: Mapping):
     return create_model("ssid_lan", **kw), lambda key: _ssid_lan_keys(key, bs)
 
 
+def _dbsnl_keys(key: str, prefix: str = "") -> str | None:
+    """AP-BSN's DBSNl names (head.0, branchN.body.i..., tail.i) -> :class:`DBSNl` names."""
+    if not key.startswith(prefix):
+        return None
+    key = key[len(prefix) :]
+    m = re.fullmatch(r"head\.0\.(weight|bias)", key)
+    if m:
+        return f"{prefix}head.{m[1]}"
+    m = re.fullmatch(r"tail\.(\d)\.(weight|bias)", key)
+    if m:
+        return f"{prefix}tail.{int(m[1]) // 2}.{m[2]}"
+    m = re.fullmatch(r"branch([12])\.body\.(\d+)\.(.+)", key)
+    if not m:
+        return None
+    branch, idx, rest = f"{prefix}branches.{int(m[1]) - 1}", int(m[2]), m[3]
+    if idx == 0:
+        return None if rest == "mask" else f"{branch}.masked.{rest}"  # our mask is rebuilt
+    if idx in (2, 4):
+        return f"{branch}.conv{idx // 2}.{rest}"
+    sub = re.fullmatch(r"body\.([02])\.(weight|bias)", rest)
+    if sub:
+        return f"{branch}.blocks.{idx - 6}.{'dilated' if sub[1] == '0' else 'pointwise'}.{sub[2]}"
+    return f"{branch}.out.{rest}"
+
+
+def _build_dbsnl(kwargs: Mapping):
+    unknown = set(kwargs) - {"in_ch", "out_ch", "base_ch", "num_module"}
+    if unknown:
+        raise ValueError(f"apbsn_dbsnl: unsupported original arguments {sorted(unknown)}")
+    return create_model("apbsn_dbsnl", **kwargs), _dbsnl_keys
+
+
+def _build_apbsn(kwargs: Mapping):
+    kw = dict(kwargs)
+    if kw.pop("bsn", "DBSNl") != "DBSNl":
+        raise ValueError(f"apbsn: only bsn='DBSNl' is supported, got {kwargs.get('bsn')!r}")
+    names = {
+        "pd_a": "pd_train",
+        "pd_b": "pd_infer",
+        "pd_pad": "pd_pad",
+        "R3": "r3",
+        "R3_T": "r3_t",
+        "R3_p": "r3_p",
+    }
+    bsn = {
+        "in_ch": kw.pop("in_ch", 3),
+        "base_ch": kw.pop("bsn_base_ch", 128),
+        "num_module": kw.pop("bsn_num_module", 9),
+    }
+    bsn["out_ch"] = bsn["in_ch"]
+    unknown = set(kw) - set(names)
+    if unknown:
+        raise ValueError(f"apbsn: unsupported original arguments {sorted(unknown)}")
+    model = create_model("apbsn", bsn="apbsn_dbsnl", bsn_kwargs=bsn, **{names[k]: v for k, v in kw.items()})
+    return model, lambda key: _dbsnl_keys(key, "bsn.")
+
+
 # original constructor -> builder(kwargs) returning (module, key translator)
 CONVERTERS: dict[str, Callable] = {
     "network.bnn.BNN": _build_ssid("ssid_bnn", _ssid_bnn_keys, ("blindspot", "in_ch", "out_ch", "dim")),
     "network.unet.UNet": _build_ssid("ssid_unet", _ssid_unet_only_keys, ("in_ch", "out_ch", "dim")),
     "network.lan.LAN": _build_lan,
+    "src.model.DBSNl.DBSNl": _build_dbsnl,
+    "src.model.APBSN.APBSN": _build_apbsn,
 }
 
 
@@ -111,12 +170,16 @@ def from_original(constructor: str, kwargs: Mapping, state_dict: Mapping[str, to
     for key, value in state_dict.items():
         new = keys(key)
         if new is None:
-            if not key.startswith("output_conv."):
+            if not key.startswith("output_conv.") and not key.endswith(".mask"):
                 unused.append(key)
             continue
         converted[new] = value.contiguous()
-    missing = set(module.state_dict()) - set(converted)
-    extra = set(converted) - set(module.state_dict())
+    own = module.state_dict()
+    for key in own:  # masks are part of the architecture here; the module's own are kept
+        if key.endswith(".mask") and key not in converted:
+            converted[key] = own[key]
+    missing = set(own) - set(converted)
+    extra = set(converted) - set(own)
     if unused or missing or extra:
         raise ValueError(
             f"{constructor}: state dict does not match: unknown keys {sorted(unused + list(extra))[:8]}, "

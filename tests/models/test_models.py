@@ -9,6 +9,8 @@ from models import create_model, list_models
 
 # Small-width arguments per registered model; a new model must add its entry here.
 SMALL = {
+    "apbsn": {"bsn_kwargs": {"base_ch": 8, "num_module": 2}, "pd_train": 2, "pd_pad": 1},
+    "apbsn_dbsnl": {"base_ch": 8, "num_module": 2},
     "ssid_bnn": {"dim": 8},
     "ssid_lan": {"width": 16, "blocks": 2},
     "ssid_unet": {"dim": 8},
