@@ -142,6 +142,54 @@ def _build_apbsn(kwargs: Mapping):
     return model, lambda key: _dbsnl_keys(key, "bsn.")
 
 
+_LGBPN_RENAMES = (
+    ("bsn.branch1.Maskconv.", "bsn.local.masked."),
+    ("bsn.branch2.Maskconv.", "bsn.global_.masked."),
+    ("bsn.branch1.body.", "bsn.local.body."),
+    ("bsn.branch2.body.encoder_level1.", "bsn.global_.body.blocks."),
+    ("bsn.branch2.body.output.", "bsn.global_.body.out."),
+    (".norm1.body.", ".norm1."),
+    (".norm2.body.", ".norm2."),
+    (".attn.qkv_dwconv.", ".attn.qkv_dw."),
+    (".attn.project_out.", ".attn.project."),
+    (".ffn.dwconv.", ".ffn.dw."),
+)
+
+
+def _lgbpn_keys(key: str) -> str | None:
+    """LG-BPN's BSN/LGBPN names -> :class:`LGBPNDenoiser` names (test_conv aliases dropped)."""
+    if ".test_conv." in key or key.endswith(".mask"):
+        return None
+    if key.startswith("bsn.head.0."):
+        return key.replace("bsn.head.0.", "bsn.head.", 1)
+    m = re.fullmatch(r"bsn\.tail\.(\d)\.(weight|bias)", key)
+    if m:
+        return f"bsn.tail.{int(m[1]) // 2}.{m[2]}"
+    for old, new in _LGBPN_RENAMES:
+        key = key.replace(old, new)
+    m = re.fullmatch(r"(bsn\.local\.body\.\d+)\.body\.([02])\.(weight|bias)", key)
+    if m:
+        return f"{m[1]}.{'dilated' if m[2] == '0' else 'pointwise'}.{m[3]}"
+    return key
+
+
+def _build_lgbpn(kwargs: Mapping):
+    kw = dict(kwargs)
+    if kw.pop("bsn", "My_BSN") != "My_BSN" or not kw.pop("SIDD", True):
+        raise ValueError("lgbpn: only bsn='My_BSN' with the SIDD settings is supported")
+    if kw.pop("in_ch", 3) != 3:
+        raise ValueError("lgbpn: only 3-channel input is supported")
+    kw.pop("pd_a", None), kw.pop("pd_b", None)  # PD factors live in the branches (fixed for SIDD)
+    names = {"pd_pad": "pad", "R3": "r3", "R3_T": "r3_t", "R3_p": "r3_p"}
+    model_kw = {"width": kw.pop("bsn_base_ch", 128), "modules": kw.pop("bsn_num_module", 9)}
+    unknown = set(kw) - set(names)
+    if unknown:
+        raise ValueError(f"lgbpn: unsupported original arguments {sorted(unknown)}")
+    model = create_model("lgbpn", **model_kw, **{names[k]: v for k, v in kw.items() if k != "pd_pad"})
+    model.pad = kw.get("pd_pad", 2)
+    return model, _lgbpn_keys
+
+
 # original constructor -> builder(kwargs) returning (module, key translator)
 CONVERTERS: dict[str, Callable] = {
     "network.bnn.BNN": _build_ssid("ssid_bnn", _ssid_bnn_keys, ("blindspot", "in_ch", "out_ch", "dim")),
@@ -149,6 +197,7 @@ CONVERTERS: dict[str, Callable] = {
     "network.lan.LAN": _build_lan,
     "src.model.DBSNl.DBSNl": _build_dbsnl,
     "src.model.APBSN.APBSN": _build_apbsn,
+    "src.model.APBSN.BSN": _build_lgbpn,
 }
 
 
@@ -170,7 +219,7 @@ def from_original(constructor: str, kwargs: Mapping, state_dict: Mapping[str, to
     for key, value in state_dict.items():
         new = keys(key)
         if new is None:
-            if not key.startswith("output_conv.") and not key.endswith(".mask"):
+            if not key.startswith("output_conv.") and not key.endswith(".mask") and ".test_conv." not in key:
                 unused.append(key)
             continue
         converted[new] = value.contiguous()

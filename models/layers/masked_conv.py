@@ -9,7 +9,6 @@ stored weight may hold anything there (original checkpoints store them unmasked)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -29,12 +28,16 @@ class MaskedConv2d(nn.Conv2d):
         dilation: spacing of the taps; padding keeps the spatial size.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, mask: torch.Tensor, *, dilation: int = 1):
+    def __init__(
+        self, in_ch: int, out_ch: int, mask: torch.Tensor, *, dilation: int = 1, padding_mode: str = "zeros"
+    ):
         k = mask.shape[-1]
         if mask.shape != (k, k) or k % 2 == 0:
             raise ValueError(f"mask must be square with an odd side, got {tuple(mask.shape)}")
-        super().__init__(in_ch, out_ch, k, padding=dilation * (k // 2), dilation=dilation)
+        super().__init__(
+            in_ch, out_ch, k, padding=dilation * (k // 2), dilation=dilation, padding_mode=padding_mode
+        )
         self.register_buffer("mask", mask.to(torch.float32).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding, dilation=self.dilation)
+        return self._conv_forward(x, self.weight * self.mask, self.bias)

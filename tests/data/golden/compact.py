@@ -1,8 +1,9 @@
 """Compact golden fixtures: what a golden file of the specification holds, minus its weights.
 
-The weights of the SSID golden files come from ``torch.manual_seed(0)`` and the original
-constructors, so they are regenerated here from the layer list (construction order and shapes) and
-the original initialisation; the input is ``torch.rand`` from a generator seeded 1, times 255.
+The weights of every golden file come from ``torch.manual_seed(0)`` and the original
+constructors, so they are regenerated here from the layer list (construction order, shapes, which
+layers have biases) and the original initialisation, and checked against the full files when the
+fixtures are written; the input is ``torch.rand`` from a generator seeded 1, times 255.
 Only the expected output (and the tolerance) is stored. ``python tests/data/golden/compact.py
 DIR`` rewrites the fixtures from the specification's golden folder DIR.
 """
@@ -25,26 +26,70 @@ CASES = {
     "apbsn_eval_pd2_w32_seed0": "torch_default",
     "apbsn_eval_pd2_r3_w32_seed0": "torch_default",
     "apbsn_eval_pd2_seed0": "torch_default",
+    "lgbpn_train_w32_seed0": "torch_default",
+    "lgbpn_eval_w32_seed0": "torch_default",
+    "lgbpn_eval_r3_w32_seed0": "torch_default",
 }
 
 
-def regenerate_weights(layers: list, init: str) -> dict[str, torch.Tensor]:
-    """The original state dict, from (key prefix, out, in, k) in construction order."""
+def layer_list(state_dict: dict) -> list:
+    """How to rebuild ``state_dict`` in construction order.
+
+    Entries: ("conv", prefix, [out, in, k], has_bias): a default-initialised convolution;
+    ("alias", prefix, shape, has_bias, target): a convolution constructed (drawing random numbers)
+    whose stored tensors are the target's; ("same", prefix, target): the target's tensors, nothing
+    drawn; ("ones", key, shape): a parameter initialised to ones. Mask buffers are rebuilt by the
+    modules themselves.
+    """
+    out = []
+    for key, v in state_dict.items():
+        if key.endswith(".mask") or key.endswith(".bias"):
+            continue
+        prefix = key[: -len(".weight")] if key.endswith(".weight") else key
+        has_bias = f"{prefix}.bias" in state_dict
+        if key == "output_block.4.weight":  # BNN: the same module as output_conv
+            out.append(("same", prefix, "output_conv"))
+        elif key.endswith(".test_conv.weight"):  # LG-BPN: constructed, then re-pointed at the DSPMC's
+            out.append(("alias", prefix, list(v.shape[:3]), has_bias, prefix[: -len(".test_conv")]))
+        elif key.endswith(".weight") and v.dim() == 4:
+            out.append(("conv", prefix, list(v.shape[:3]), has_bias))
+        else:
+            out.append(("ones", key, list(v.shape)))
+    return out
+
+
+def regenerate_weights(layers: list, init: str, premask: dict | None = None) -> dict[str, torch.Tensor]:
+    """The original state dict from :func:`layer_list`, ``torch.manual_seed(0)`` and the original
+    initialisation; ``premask``: prefixes whose stored weight was multiplied by a (k, k) mask."""
     torch.manual_seed(0)
-    convs = [(key, nn.Conv2d(cin, cout, k)) for key, cout, cin, k in layers]
+    sd: dict[str, torch.Tensor] = {}
+    convs = []
+    for entry in layers:
+        kind, prefix = entry[0], entry[1]
+        if kind in ("conv", "alias"):
+            out_ch, in_ch, k = entry[2]
+            conv = nn.Conv2d(in_ch, out_ch, k, bias=entry[3])
+            if kind == "conv":
+                convs.append((prefix, conv))
+        elif kind == "ones":
+            sd[prefix] = torch.ones(entry[2])
     if init == "laine_kaiming":  # the originals' init_weights: every conv, then the linear output
         for _, conv in convs:
             nn.init.kaiming_normal_(conv.weight, a=0.1)
             nn.init.zeros_(conv.bias)
         nn.init.kaiming_normal_(dict(convs)["output_conv"].weight, nonlinearity="linear")
-    sd = {}
-    for key, conv in convs:
-        sd[f"{key}.weight"], sd[f"{key}.bias"] = conv.weight.detach(), conv.bias.detach()
-    if "output_block.0" in dict(convs):  # BNN: output_block.4 is output_conv itself
-        sd["output_block.4.weight"], sd["output_block.4.bias"] = (
-            sd["output_conv.weight"],
-            sd["output_conv.bias"],
-        )
+    for prefix, conv in convs:
+        sd[f"{prefix}.weight"] = conv.weight.detach()
+        if conv.bias is not None:
+            sd[f"{prefix}.bias"] = conv.bias.detach()
+    for prefix, mask in (premask or {}).items():
+        sd[f"{prefix}.weight"] = sd[f"{prefix}.weight"] * mask
+    for entry in layers:
+        if entry[0] in ("same", "alias"):
+            target = entry[2] if entry[0] == "same" else entry[4]
+            sd[f"{entry[1]}.weight"] = sd[f"{target}.weight"]
+            if f"{target}.bias" in sd:
+                sd[f"{entry[1]}.bias"] = sd[f"{target}.bias"]
     return sd
 
 
@@ -66,7 +111,7 @@ def call(model: nn.Module, g: dict) -> torch.Tensor:
 
 def load(name: str) -> dict:
     d = torch.load(HERE / f"{name}.pt", weights_only=True)
-    d["state_dict"] = regenerate_weights(d["layers"], d["init"])
+    d["state_dict"] = regenerate_weights(d["layers"], d["init"], d.get("premask"))
     d["input"] = golden_input(d["input_shape"])
     return d
 
@@ -74,16 +119,23 @@ def load(name: str) -> dict:
 def compact(spec_dir: Path) -> None:
     for name, init in CASES.items():
         full = torch.load(spec_dir / f"{name}.pt", weights_only=True)
-        layers = [
-            (key[: -len(".weight")], *w.shape[:2], w.shape[2])
-            for key, w in full["state_dict"].items()
-            if key.endswith(".weight") and key != "output_block.4.weight"
-        ]  # masks (buffers) are rebuilt by the modules themselves
+        layers = layer_list(full["state_dict"])
         small = {
             k: full[k] for k in ("constructor", "kwargs", "mode", "extra_call_args", "output", "tolerance")
         }
         small.update(layers=layers, init=init, input_shape=list(full["input"].shape))
-        sd = regenerate_weights(layers, init)
+        plain = regenerate_weights(layers, init)
+        premask = {}
+        for key, v in full["state_dict"].items():  # eval checkpoints store mask-multiplied weights
+            prefix = key[: -len(".mask")]
+            if key.endswith(".mask") and not torch.equal(
+                plain[f"{prefix}.weight"], full["state_dict"][f"{prefix}.weight"]
+            ):
+                premask[prefix] = v[0, 0].contiguous().clone()
+        if premask:
+            small["premask"] = premask
+        sd = regenerate_weights(layers, init, premask)
+        assert set(sd) == {k for k in full["state_dict"] if not k.endswith(".mask")}, name
         assert all(torch.equal(sd[k], v) for k, v in full["state_dict"].items() if not k.endswith(".mask")), (
             name
         )

@@ -1,0 +1,254 @@
+"""LG-BPN: local and global blind-patch networks, fused.
+
+- Local branch: a 9x9 patch-masked convolution (the blind region hidden, LG-BPN's radius-4
+  diamond by default), pixel-shuffle down-sampling, dilated convolution layers (DCL).
+- Global branch: a 21x21 masked convolution that keeps only taps on a stride-2 lattice outside the
+  blind region, pixel-shuffle down-sampling, dilated transformer blocks (DTB).
+- Fusion of the two branches (concatenation, or their average), then 1x1 convolutions.
+
+Training uses the masks; inference shrinks each masked kernel towards its centre ("kernel
+shift", :mod:`models.layers.kernel_shift`) and uses other PD factors; :meth:`LGBPNDenoiser.denoise`
+adds R3 refinement. The blind region is data (``blind``): any (2r+1)^2 boolean array, e.g. one
+derived from a noise-correlation map by :func:`models.masks.from_correlation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models import masks
+from models.layers.dilated import DilatedConvLayer
+from models.layers.dtb import DTB
+from models.layers.kernel_shift import shifted_conv
+from models.layers.masked_conv import MaskedConv2d
+from models.layers.pixel_shuffle import pd_down, pd_up
+from models.registry import create_model, register_model
+
+__all__ = ["BranchPD", "LocalBranch", "GlobalBranch", "LGBPN", "LGBPNDenoiser", "local_taps", "global_taps"]
+
+
+def local_taps(blind: np.ndarray, size: int = 9) -> torch.Tensor:
+    """Active taps of the local kernel: everything outside the blind region."""
+    return torch.from_numpy(masks.kernel_taps(blind, size)).float()
+
+
+def global_taps(blind: np.ndarray, size: int = 21, step: int = 2) -> torch.Tensor:
+    """Active taps of the global kernel: a stride-``step`` lattice, minus the blind region."""
+    lattice = np.zeros((size, size))
+    lattice[::step, ::step] = 1.0
+    return torch.from_numpy(lattice * masks.kernel_taps(blind, size)).float()
+
+
+@dataclass(frozen=True)
+class BranchPD:
+    """How a branch down-samples in each mode: PD factor, sub-image padding, kernel-shift ratio.
+
+    Training tiles the sub-images into a zero-padded mosaic; inference stacks them in the batch,
+    reflect-padded.
+    """
+
+    train: int
+    test: int
+    refine: int
+    train_pad: int
+    test_pad: int
+    test_ratio: float
+    refine_ratio: float
+
+
+LOCAL_PD = BranchPD(train=4, test=3, refine=2, train_pad=2, test_pad=2, test_ratio=0.72, refine_ratio=0.46)
+GLOBAL_PD = BranchPD(train=5, test=4, refine=4, train_pad=0, test_pad=7, test_ratio=0.80, refine_ratio=0.43)
+
+
+class _Branch(nn.Module):
+    """Masked convolution -> PD -> body -> inverse PD, with the mode-dependent details."""
+
+    def __init__(self, masked: MaskedConv2d, body: nn.Module, pd: BranchPD):
+        super().__init__()
+        self.masked, self.body, self.pd = masked, body, pd
+
+    def forward(self, x: torch.Tensor, *, refine: bool = False) -> torch.Tensor:
+        pd = self.pd
+        f = pd.train if self.training else (pd.refine if refine else pd.test)
+        h, w = x.shape[-2:]
+        x = F.pad(x, (0, (-w) % f, 0, (-h) % f), mode="reflect")  # bottom/right to a multiple of f
+        if self.training:
+            y = self.masked(x)
+            y = pd_up(self.body(pd_down(y, f, pad=pd.train_pad)), f, pad=pd.train_pad)
+        else:
+            ratio = pd.refine_ratio if refine else pd.test_ratio
+            y = shifted_conv(x, self.masked.weight * self.masked.mask, self.masked.bias, ratio)
+            if f > 1:
+                down = pd_down(y, f, pad=pd.test_pad, mode="reflect", mosaic=False)
+                y = pd_up(self.body(down), f, pad=pd.test_pad, mosaic=False)
+            else:
+                y = self.body(y)
+        return y[..., :h, :w]
+
+
+class LocalBranch(_Branch):
+    """LG-BPN's local branch.
+
+    Args:
+        in_ch: channels in (the head's); width: channels of the branch.
+        blind: blind region (square boolean array); LG-BPN's radius-4 diamond by default.
+        modules: DCL count (9); dilation 2.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        width: int,
+        *,
+        blind: np.ndarray | None = None,
+        modules: int = 9,
+        pd: BranchPD = LOCAL_PD,
+    ):
+        blind = masks.diamond(4) if blind is None else blind
+        masked = MaskedConv2d(in_ch, width, local_taps(blind), padding_mode="reflect")
+        body = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(width, width, 1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 1),
+            nn.ReLU(),
+            *(DilatedConvLayer(width, 2) for _ in range(modules)),
+            nn.Conv2d(width, width, 1),
+            nn.ReLU(),
+        )
+        super().__init__(masked, body, pd)
+
+
+class GlobalBranch(_Branch):
+    """LG-BPN's global branch.
+
+    Args:
+        in_ch: channels in; width: channels of the branch.
+        blind: blind region; the radius-4 diamond by default.
+        blocks: DTB blocks (6); dilation 3.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        width: int,
+        *,
+        blind: np.ndarray | None = None,
+        blocks: int = 6,
+        pd: BranchPD = GLOBAL_PD,
+    ):
+        blind = masks.diamond(4) if blind is None else blind
+        masked = MaskedConv2d(in_ch, width, global_taps(blind), padding_mode="reflect")
+        super().__init__(masked, DTB(width, blocks=blocks, d=3), pd)
+
+
+class LGBPN(nn.Module):
+    """Head, branches, fusion, tail. Either branch may be None (the L-4 and L-5 ablations) or any
+    module with ``forward(x, refine=...)`` of the right width (L-1: SSID's BNN in place of the
+    local branch, wrapped to that signature).
+
+    Args:
+        local, global_: the branches.
+        head_ch: 1x1 head width (24 in LG-BPN); width: branch width.
+        fusion: ``concat`` (LG-BPN) or ``average`` (L-2).
+    """
+
+    def __init__(
+        self,
+        local: nn.Module | None,
+        global_: nn.Module | None,
+        *,
+        in_ch: int = 3,
+        out_ch: int = 3,
+        head_ch: int = 24,
+        width: int = 128,
+        fusion: str = "concat",
+    ):
+        super().__init__()
+        if fusion not in ("concat", "average"):
+            raise ValueError(f"fusion must be 'concat' or 'average', got {fusion!r}")
+        if local is None and global_ is None:
+            raise ValueError("LG-BPN needs at least one branch")
+        self.head = nn.Conv2d(in_ch, head_ch, 1)
+        self.local, self.global_, self.fusion = local, global_, fusion
+        n = 2 if fusion == "concat" and local is not None and global_ is not None else 1
+        widths = (n * width, width, width // 2, width // 2, out_ch)
+        self.tail = nn.ModuleList(nn.Conv2d(a, b, 1) for a, b in zip(widths[:-1], widths[1:], strict=True))
+
+    def forward(self, x: torch.Tensor, *, refine: bool = False) -> torch.Tensor:
+        h = torch.relu(self.head(x))
+        outs = [b(h, refine=refine) for b in (self.local, self.global_) if b is not None]
+        h = torch.cat(outs, 1) if self.fusion == "concat" else torch.stack(outs).mean(0)
+        for conv in self.tail[:-1]:
+            h = torch.relu(conv(h))
+        return self.tail[-1](h)
+
+
+class LGBPNDenoiser(nn.Module):
+    """LG-BPN with its inference procedure: an eval pass, then optional R3 refinement.
+
+    Args:
+        bsn: the :class:`LGBPN`.
+        r3, r3_t, r3_p, pad: R3 as in AP-BSN (8 passes replacing 16 %), each pass on the image
+            reflect-padded by ``pad`` with the branches in their refine setting.
+    """
+
+    def __init__(self, bsn: LGBPN, *, r3: bool = True, r3_t: int = 8, r3_p: float = 0.16, pad: int = 2):
+        super().__init__()
+        self.bsn, self.r3, self.r3_t, self.r3_p, self.pad = bsn, r3, r3_t, r3_p, pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bsn(x)
+
+    def denoise(self, x: torch.Tensor, *, masks: torch.Tensor | None = None) -> torch.Tensor:
+        first = self.bsn(x)
+        if not self.r3:
+            return first
+        p, total = self.pad, torch.zeros_like(first)
+        for t in range(self.r3_t):
+            mask = masks[t] if masks is not None else torch.rand_like(x) < self.r3_p
+            z = F.pad(torch.where(mask, x, first), (p, p, p, p), mode="reflect")
+            y = self.bsn(z, refine=True)
+            total += y[..., p : y.shape[-2] - p, p : y.shape[-1] - p] if p else y
+        return total / self.r3_t
+
+
+@register_model("lgbpn_local")
+def lgbpn_local(
+    *, in_ch: int = 24, width: int = 128, blind: np.ndarray | None = None, modules: int = 9
+) -> LocalBranch:
+    return LocalBranch(in_ch, width, blind=blind, modules=modules)
+
+
+@register_model("lgbpn_global")
+def lgbpn_global(
+    *, in_ch: int = 24, width: int = 128, blind: np.ndarray | None = None, blocks: int = 6
+) -> GlobalBranch:
+    return GlobalBranch(in_ch, width, blind=blind, blocks=blocks)
+
+
+@register_model("lgbpn")
+def lgbpn(
+    *,
+    local: str | None = "lgbpn_local",
+    global_: str | None = "lgbpn_global",
+    width: int = 128,
+    head_ch: int = 24,
+    modules: int = 9,
+    blocks: int = 6,
+    fusion: str = "concat",
+    blind: np.ndarray | None = None,
+    r3: bool = True,
+    r3_t: int = 8,
+    r3_p: float = 0.16,
+) -> LGBPNDenoiser:
+    """LG-BPN (4,558,879 parameters at the defaults). Branches are registered names (or None)."""
+    lb = create_model(local, in_ch=head_ch, width=width, blind=blind, modules=modules) if local else None
+    gb = create_model(global_, in_ch=head_ch, width=width, blind=blind, blocks=blocks) if global_ else None
+    net = LGBPN(lb, gb, head_ch=head_ch, width=width, fusion=fusion)
+    return LGBPNDenoiser(net, r3=r3, r3_t=r3_t, r3_p=r3_p)

@@ -1,0 +1,78 @@
+"""LG-BPN computes exactly what the original does (train, kernel-shifted eval, R3) and is blind
+where its configured mask says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models import create_model, masks
+from models.convert import from_original
+from models.layers.kernel_shift import shrink_kernel
+
+from ..data.golden import compact
+
+
+@pytest.mark.parametrize("case", sorted(c for c in compact.CASES if c.startswith("lgbpn")))
+def test_golden_vectors_are_reproduced(case: str) -> None:
+    g = compact.load(case)
+    y = compact.call(from_original(g["constructor"], g["kwargs"], g["state_dict"]), g)
+    tol = g["tolerance"]
+    torch.testing.assert_close(y, g["output"], rtol=tol["rtol"], atol=tol["atol"])
+
+
+@pytest.mark.parametrize(("width", "params"), [(128, 4_558_879), (32, 597_403)])
+def test_parameter_counts_equal_the_original(width: int, params: int) -> None:
+    assert sum(p.numel() for p in create_model("lgbpn", width=width).parameters()) == params
+
+
+def test_kernel_shift_is_bilinear_resampling() -> None:
+    w = torch.zeros(1, 1, 9, 9)
+    w[0, 0, 4, 8] = 1.0  # the tap at offset (0, +4) moves to 0.72 * 4 = 2.88
+    dense = shrink_kernel(w, 0.72)
+    assert dense.shape[-1] == 7
+    torch.testing.assert_close(dense[0, 0, 3, 5:7], torch.tensor([0.12, 0.88]))
+    assert dense.sum() == pytest.approx(1.0)
+    assert shrink_kernel(torch.ones(2, 3, 21, 21), 0.8).shape[-1] == 17
+
+
+def _train_gradient(blind: np.ndarray, *, blocks: int = 0, y: int = 40, x: int = 40) -> torch.Tensor:
+    torch.manual_seed(0)
+    model = create_model("lgbpn", width=8, head_ch=4, modules=1, blocks=blocks, blind=blind).train()
+    inp = torch.rand(1, 3, 80, 80, requires_grad=True)
+    model(inp)[0, :, y, x].sum().backward()
+    return inp.grad[0].abs().sum(0)
+
+
+@pytest.mark.parametrize("radius", [4, 2])
+def test_blind_in_training_for_the_configured_mask(radius: int) -> None:
+    blind = masks.diamond(radius)
+    grad = _train_gradient(blind)
+    r = radius
+    for dy, dx in np.argwhere(blind) - r:
+        assert grad[40 + dy, 40 + dx] == 0, (dy, dx)
+    assert grad[40 + 4, 40 + 4] > 0 and grad[40 - 4, 40 + 4] > 0  # local taps outside the region
+    assert grad[40, 40 + 6] > 0 and grad[40 + 6, 40] > 0  # global lattice taps
+    if r == 2:
+        assert grad[40, 40 + 3] > 0  # visible once the region is smaller
+
+
+def test_transformer_blocks_add_only_image_wide_statistics() -> None:
+    # The DTB's channel attention normalises q and k over the whole (sub-)image, so every pixel
+    # reaches the output through a C x C attention map: a tiny, image-wide dependence, not a view
+    # of the blind region. Its size relative to the visible taps is bounded here.
+    blind = masks.diamond(4)
+    grad = _train_gradient(blind, blocks=1)
+    inside = grad[36:45, 36:45][torch.from_numpy(blind)]
+    assert inside.max() < 1e-2 * grad.max()
+
+
+def test_branches_and_fusion_are_swappable() -> None:
+    x = torch.rand(1, 3, 40, 40) * 255
+    for kw in ({"fusion": "average"}, {"local": None}, {"global_": None}):
+        model = create_model("lgbpn", width=8, head_ch=4, modules=1, blocks=1, **kw).eval()
+        with torch.no_grad():
+            assert model.denoise(x).shape == x.shape
+    with pytest.raises(ValueError, match="fusion"):
+        create_model("lgbpn", fusion="max")
