@@ -17,23 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.layers.dilated import DilatedConvLayer
 from models.layers.masked_conv import MaskedConv2d, centre_mask
 from models.layers.pixel_shuffle import pd_down, pd_up
 from models.registry import create_model, register_model
 
 __all__ = ["DBSNl", "APBSN"]
-
-
-class _DilatedBlock(nn.Module):
-    """3x3 convolution dilated by ``d``, ReLU, 1x1 convolution, plus the input."""
-
-    def __init__(self, width: int, d: int):
-        super().__init__()
-        self.dilated = nn.Conv2d(width, width, 3, padding=d, dilation=d)
-        self.pointwise = nn.Conv2d(width, width, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.pointwise(torch.relu(self.dilated(x)))
 
 
 class _Branch(nn.Module):
@@ -43,7 +32,7 @@ class _Branch(nn.Module):
         super().__init__()
         self.masked = MaskedConv2d(width, width, centre_mask(2 * d - 1))
         self.conv1, self.conv2 = nn.Conv2d(width, width, 1), nn.Conv2d(width, width, 1)
-        self.blocks = nn.Sequential(*(_DilatedBlock(width, d) for _ in range(modules)))
+        self.blocks = nn.Sequential(*(DilatedConvLayer(width, d) for _ in range(modules)))
         self.out = nn.Conv2d(width, width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,63 @@
+"""Losses: SSID's adaptive weight against a direct window computation; the download-free
+perceptual loss; the loss registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.losses import adaptive_weight, create_loss, list_losses, local_std, register_loss
+
+
+def test_local_std_matches_a_direct_window_computation() -> None:
+    torch.manual_seed(0)
+    img = torch.rand(2, 3, 12, 13, dtype=torch.float64) * 255
+    m = F.pad(img.mean(1, keepdim=True), (3, 3, 3, 3), mode="reflect")
+    windows = F.unfold(m, 7).view(2, 49, 12, 13)
+    direct = (windows - windows.mean(1, keepdim=True)).square().mean(1, keepdim=True).sqrt()
+    torch.testing.assert_close(local_std(img), direct)
+
+
+def test_adaptive_weight_regimes() -> None:
+    flat = torch.full((1, 3, 16, 16), 100.0)  # sigma 0: sigmoid(0 - 1)
+    torch.testing.assert_close(
+        adaptive_weight(flat), torch.full((1, 1, 16, 16), torch.sigmoid(torch.tensor(-1.0)))
+    )
+    stripes = torch.zeros(1, 3, 16, 16)
+    stripes[..., ::2] = 6.0  # sigma ~3: inside [1, 5], weight 0.5
+    assert torch.allclose(adaptive_weight(stripes)[..., 4:-4, 4:-4], torch.tensor(0.5))
+    wild = torch.zeros(1, 3, 16, 16)
+    wild[..., ::2] = 255.0  # sigma >> 5: sigmoid(sigma - 5) ~ 1
+    assert adaptive_weight(wild)[..., 4:-4, 4:-4].min() > 0.99
+
+
+def test_ssid_loss_follows_bnn_in_flat_and_lan_in_textured_regions() -> None:
+    loss = create_loss("ssid_adaptive")
+    bnn = torch.full((1, 3, 16, 16), 100.0)
+    lan = bnn + 10.0
+    u = bnn.clone().requires_grad_(True)
+    a = torch.sigmoid(torch.tensor(-1.0))
+    assert loss(u, bnn, lan).item() == pytest.approx((a * 10.0).item(), rel=1e-5)
+    loss(u, bnn, lan).backward()
+    assert u.grad is not None and bnn.grad is None
+
+
+def test_perceptual_loss_is_zero_on_equal_images_and_sees_structure() -> None:
+    loss = create_loss("perceptual")
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32) * 255
+    assert loss(x, x).item() == pytest.approx(0.0, abs=1e-3)
+    shifted = x + 5.0  # a constant offset changes no band-pass or gradient, only the residual
+    blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
+    # An offset of 5 changes only the coarse residual (loss 5); a 3x3 blur changes every band.
+    assert loss(shifted, x).item() == pytest.approx(5.0, rel=1e-3)
+    assert loss(blurred, x) > 10 * loss(shifted, x)
+
+
+def test_registry() -> None:
+    assert list_losses() == ["l1", "perceptual", "ssid_adaptive"]
+    with pytest.raises(ValueError, match="already registered"):
+        register_loss("l1")(lambda: None)
+    with pytest.raises(KeyError, match="unknown loss 'l2'"):
+        create_loss("l2")
