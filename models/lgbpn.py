@@ -28,8 +28,18 @@ from models.layers.kernel_shift import shifted_conv
 from models.layers.masked_conv import MaskedConv2d
 from models.layers.pixel_shuffle import pd_down, pd_up
 from models.registry import create_model, register_model
+from models.ssid import BNN
 
-__all__ = ["BranchPD", "LocalBranch", "GlobalBranch", "LGBPN", "LGBPNDenoiser", "local_taps", "global_taps"]
+__all__ = [
+    "BNNBranch",
+    "BranchPD",
+    "LocalBranch",
+    "GlobalBranch",
+    "LGBPN",
+    "LGBPNDenoiser",
+    "local_taps",
+    "global_taps",
+]
 
 
 def local_taps(blind: np.ndarray, size: int = 9) -> torch.Tensor:
@@ -216,6 +226,33 @@ class LGBPNDenoiser(nn.Module):
             y = self.bsn(z, refine=True)
             total += y[..., p : y.shape[-2] - p, p : y.shape[-1] - p] if p else y
         return total / self.r3_t
+
+
+class BNNBranch(nn.Module):
+    """SSID's blind-neighbourhood network as an LG-BPN branch (the L-1 ablation).
+
+    It maps the head's features to the branch width, hides a ``blindspot`` square (the side of the
+    configured blind region) and zero-pads inputs to multiples of 32.
+    """
+
+    def __init__(self, in_ch: int, width: int, *, blindspot: int = 9, dim: int = 48):
+        super().__init__()
+        self.bnn = BNN(blindspot=blindspot, in_ch=in_ch, out_ch=width, dim=dim)
+
+    def forward(self, x: torch.Tensor, *, refine: bool = False) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = F.pad(x, (0, (-w) % 32, 0, (-h) % 32))  # zeros: a reflection would show pixels twice
+        return torch.relu(self.bnn(x))[..., :h, :w]
+
+
+@register_model("ssid_bnn_branch")
+def ssid_bnn_branch(
+    *, in_ch: int = 24, width: int = 128, blind: np.ndarray | None = None, modules: int = 9, dim: int = 48
+) -> BNNBranch:
+    """SSID's BNN in LG-BPN's local slot; its blind square has the side of ``blind`` (9 by default).
+    ``modules`` is accepted for interface compatibility with the local branch and unused."""
+    side = 9 if blind is None else int(np.asarray(blind).shape[0])
+    return BNNBranch(in_ch, width, blindspot=side, dim=dim)
 
 
 @register_model("lgbpn_local")

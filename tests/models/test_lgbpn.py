@@ -65,3 +65,16 @@ def test_branches_and_fusion_are_swappable() -> None:
             assert model.denoise(x).shape == x.shape
     with pytest.raises(ValueError, match="fusion"):
         create_model("lgbpn", fusion="max")
+
+
+def test_l1_and_s1_swaps() -> None:
+    # L-1: SSID's BNN in LG-BPN's local slot; the model stays blind on its 9x9 square.
+    torch.manual_seed(0)
+    l1 = create_model("lgbpn", local="ssid_bnn_branch", global_=None, width=8, head_ch=4).train()
+    x = torch.rand(1, 3, 40, 40, requires_grad=True)
+    l1(x)[0, :, 20, 21].sum().backward()
+    grad = x.grad[0].abs().sum(0)
+    assert torch.all(grad[16:25, 17:26] == 0) and grad[20, 26] > 0
+    # S-1: LG-BPN's local branch alone as SSID's stage 1: an image-to-image blind network.
+    s1 = create_model("lgbpn", global_=None, width=8, head_ch=4, modules=1).train()
+    assert s1(torch.rand(2, 3, 64, 64)).shape == (2, 3, 64, 64)

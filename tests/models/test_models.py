@@ -15,6 +15,7 @@ SMALL = {
     "lgbpn_global": {"in_ch": 3, "width": 4, "blocks": 1},
     "lgbpn_local": {"in_ch": 3, "width": 3, "modules": 1},
     "ssid_bnn": {"dim": 8},
+    "ssid_bnn_branch": {"in_ch": 3, "width": 4, "dim": 8},
     "ssid_lan": {"width": 16, "blocks": 2},
     "ssid_unet": {"dim": 8},
 }
@@ -28,7 +29,11 @@ def test_every_registered_model_has_a_small_configuration() -> None:
 def test_shape_and_backward(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name, **SMALL[name])
-    x = torch.rand(2, 3, 40, 40) * 255 if name.startswith("lgbpn") else torch.rand(2, 3, 32, 32) * 255
+    x = (
+        torch.rand(2, 3, 40, 40) * 255
+        if "lgbpn" in name or "branch" in name
+        else torch.rand(2, 3, 32, 32) * 255
+    )
     y = model(x)
     assert y.shape[0] == 2 and y.shape[2:] == x.shape[2:] and torch.isfinite(y).all()
     (y - y.detach().mean()).abs().mean().backward()
