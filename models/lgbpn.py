@@ -262,6 +262,16 @@ def lgbpn_local(
     return LocalBranch(in_ch, width, blind=blind, modules=modules)
 
 
+@register_model("lgbpn_local_dtb")
+def lgbpn_local_dtb(
+    *, in_ch: int = 24, width: int = 128, blind: np.ndarray | None = None, modules: int = 3
+) -> _Branch:
+    """The local branch with ``modules`` dilated transformer blocks (dilation 2) instead of DCLs (L-3)."""
+    blind = masks.diamond(4) if blind is None else blind
+    masked = MaskedConv2d(in_ch, width, local_taps(blind), padding_mode="reflect")
+    return _Branch(masked, DTB(width, blocks=modules, d=2), LOCAL_PD)
+
+
 @register_model("lgbpn_global")
 def lgbpn_global(
     *, in_ch: int = 24, width: int = 128, blind: np.ndarray | None = None, blocks: int = 6

@@ -47,3 +47,12 @@ def test_correlation_bench_runs_and_methods_agree(
     np.testing.assert_allclose(
         bench_corr.per_offset_numpy(noise, 4), rgb_pearson_sums(noise, 4).map(), atol=1e-12
     )
+
+
+def test_models_bench_runs(capsys: pytest.CaptureFixture) -> None:
+    from bench import models as bench_models
+
+    assert bench_models.main(["--size", "32", "--repeat", "1", "--families", "ssid_lan"]) == 0
+    out = capsys.readouterr().out
+    assert "ssid_lan" in out and "94,939" in out
+    assert bench_models.main(["--families", "nope"]) == 2

@@ -78,3 +78,17 @@ def test_l1_and_s1_swaps() -> None:
     # S-1: LG-BPN's local branch alone as SSID's stage 1: an image-to-image blind network.
     s1 = create_model("lgbpn", global_=None, width=8, head_ch=4, modules=1).train()
     assert s1(torch.rand(2, 3, 64, 64)).shape == (2, 3, 64, 64)
+
+
+def test_l3_local_branch_with_transformer_blocks_stays_blind() -> None:
+    torch.manual_seed(0)
+    # Without attention blocks the convolutional path is exactly blind on the diamond.
+    model = create_model(
+        "lgbpn", local="lgbpn_local_dtb", global_=None, modules=0, width=8, head_ch=4
+    ).train()
+    x = torch.rand(1, 3, 80, 80, requires_grad=True)
+    model(x)[0, :, 40, 40].sum().backward()
+    grad = x.grad[0].abs().sum(0)
+    for dy, dx in np.argwhere(masks.diamond(4)) - 4:
+        assert grad[40 + dy, 40 + dx] == 0
+    assert grad[44, 44] > 0

@@ -14,6 +14,7 @@ SMALL = {
     "lgbpn": {"width": 8, "head_ch": 4, "modules": 1, "blocks": 1},
     "lgbpn_global": {"in_ch": 3, "width": 4, "blocks": 1},
     "lgbpn_local": {"in_ch": 3, "width": 3, "modules": 1},
+    "lgbpn_local_dtb": {"in_ch": 3, "width": 4, "modules": 1},
     "ssid_bnn": {"dim": 8},
     "ssid_bnn_branch": {"in_ch": 3, "width": 4, "dim": 8},
     "ssid_lan": {"width": 16, "blocks": 2},
