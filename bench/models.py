@@ -34,7 +34,7 @@ CASES = {
 REFERENCE_PEAK_GB = {"lgbpn": 7.7}
 
 
-def run_case(name: str, threads: int, repeat: int, size: int) -> dict:
+def run_case(name: str, threads: int, repeat: int, size: int, channels_last: bool = False) -> dict:
     import torch
 
     from models import create_model
@@ -43,6 +43,9 @@ def run_case(name: str, threads: int, repeat: int, size: int) -> dict:
     kwargs, method, crop, _, _ = CASES[name]
     model = create_model(name.removesuffix("_r3"), **kwargs)
     x = torch.rand(1, 3, size, size) * 255
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    x = x.contiguous(memory_format=fmt)
     model.eval()
     call = getattr(model, method)
 
@@ -55,7 +58,7 @@ def run_case(name: str, threads: int, repeat: int, size: int) -> dict:
     if CASES[name][4] is not None:
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        batch = torch.rand(4, 3, crop, crop) * 255
+        batch = (torch.rand(4, 3, crop, crop) * 255).contiguous(memory_format=fmt)
 
         def step():
             opt.zero_grad(set_to_none=True)
@@ -91,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--families", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES)
     )
+    ap.add_argument("--channels-last", action="store_true", help="NHWC memory format for model and inputs")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(run_case(args.one, args.threads, args.repeat, args.size)))
+        print(json.dumps(run_case(args.one, args.threads, args.repeat, args.size, args.channels_last)))
         return 0
     names = [n for n in args.families.split(",") if n]
     unknown = [n for n in names if n not in CASES]
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             str(args.repeat),
             "--size",
             str(args.size),
-        ]
+        ] + (["--channels-last"] if args.channels_last else [])
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             print(f"{name}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
