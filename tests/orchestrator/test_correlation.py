@@ -10,6 +10,7 @@ from orchestrator.correlation import (
     noise_of,
     pearson_sums,
     radial_profile,
+    release_buffers,
     rgb_pearson_sums,
 )
 from orchestrator.correlation_report import REFERENCE_MAPS
@@ -146,6 +147,9 @@ def test_table_path_equals_the_computed_path_and_buffers_are_reused_safely() -> 
         s, cnt = _direct_rgb_pearson(noise, 4)
         np.testing.assert_allclose(via_table.sum, s, rtol=0, atol=1e-9)
         assert np.array_equal(via_table.count, cnt)
+    release_buffers()  # and everything is allocated again
+    again = rgb_pearson_sums(noise, 4)
+    assert np.array_equal(again.sum, via_table.sum)
     wide = rng.integers(-2000, 2000, (15, 17, 3)).astype(np.int32)
     s, cnt = _direct_rgb_pearson(wide, 3)
     np.testing.assert_allclose(rgb_pearson_sums(wide, 3).sum, s, rtol=0, atol=1e-9)
