@@ -4,6 +4,11 @@ Each block: bias-free layer norm over channels, channel ("transposed") attention
 come from a 1x1 then a depthwise 3x3 convolution dilated by ``d``; then a gated feed-forward of
 depthwise convolutions dilated by ``d``. Dilation keeps the blind region of the masked
 convolution in front of it hidden.
+
+Inside the blocks features are kept channels-last, (B, H, W, C): the layer norms reduce over a
+contiguous axis, the 1x1 convolutions are plain matrix products (``F.linear`` on the stored 1x1
+weights) and the depthwise convolutions take oneDNN's channels-last path. The parameters keep the
+shapes of ordinary convolutions, so checkpoints are unchanged.
 """
 
 from __future__ import annotations
@@ -13,16 +18,26 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _linear(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """A 1x1 convolution applied to channels-last features (B, H, W, C)."""
+    return F.linear(x, conv.weight.view(conv.weight.shape[0], -1), conv.bias)
+
+
+def _depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """A (depthwise) convolution of channels-last features, returning channels-last features."""
+    return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
 class BiasFreeLayerNorm(nn.Module):
-    """``x / sqrt(var_c(x) + 1e-5) * weight`` over the channel axis of (B, C, H, W)."""
+    """``x / sqrt(var_c(x) + 1e-5) * weight`` over the channel axis of channels-last features."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var = x.var(1, keepdim=True, unbiased=False)
-        return x / torch.sqrt(var + 1e-5) * self.weight[:, None, None]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C)
+        var = x.var(-1, keepdim=True, unbiased=False)
+        return x / torch.sqrt(var + 1e-5) * self.weight
 
 
 class ChannelAttention(nn.Module):
@@ -36,12 +51,14 @@ class ChannelAttention(nn.Module):
         self.qkv_dw = nn.Conv2d(3 * dim, 3 * dim, 3, padding=d, dilation=d, groups=3 * dim, bias=False)
         self.project = nn.Conv2d(dim, dim, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        q, k, v = self.qkv_dw(self.qkv(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C)
+        b, h, w, c = x.shape
+        qkv = _depthwise(_linear(x, self.qkv), self.qkv_dw).reshape(b, h * w, 3, self.heads, c // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 4, 1).unbind(0)  # each (B, heads, c/heads, HW)
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         attn = (q @ k.transpose(-2, -1) * self.temperature).softmax(-1)  # (B, heads, c/h, c/h)
-        return self.project((attn @ v).reshape(b, c, h, w))
+        out = (attn @ v).permute(0, 3, 1, 2).reshape(b, h, w, c)
+        return _linear(out, self.project)
 
 
 class GatedFeedForward(nn.Module):
@@ -54,9 +71,9 @@ class GatedFeedForward(nn.Module):
         self.dw = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=d, dilation=d, groups=2 * hidden, bias=False)
         self.project_out = nn.Conv2d(hidden, dim, 1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, g = self.dw(self.project_in(x)).chunk(2, 1)
-        return self.project_out(F.gelu(a) * g)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C)
+        a, g = _depthwise(_linear(x, self.project_in), self.dw).chunk(2, -1)
+        return _linear(F.gelu(a) * g, self.project_out)
 
 
 class DilatedTransformerBlock(nn.Module):
@@ -65,7 +82,7 @@ class DilatedTransformerBlock(nn.Module):
         self.norm1, self.attn = BiasFreeLayerNorm(dim), ChannelAttention(dim, heads, d)
         self.norm2, self.ffn = BiasFreeLayerNorm(dim), GatedFeedForward(dim, expansion, d)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C)
         x = x + self.attn(self.norm1(x))
         return x + self.ffn(self.norm2(x))
 
@@ -87,5 +104,6 @@ class DTB(nn.Module):
         )
         self.out = nn.Conv2d(dim, dim, 3, padding=d, dilation=d, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.blocks(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) in and out
+        h = self.blocks(x.permute(0, 2, 3, 1).contiguous())
+        return self.out(h.permute(0, 3, 1, 2)).contiguous()
