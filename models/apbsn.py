@@ -20,6 +20,7 @@ from torch import nn
 from models.layers.dilated import DilatedConvLayer
 from models.layers.masked_conv import MaskedConv2d, centre_mask
 from models.layers.pixel_shuffle import pd_down, pd_up
+from models.layers.r3 import crop, refine
 from models.registry import create_model, register_model
 
 __all__ = ["DBSNl", "APBSN"]
@@ -98,8 +99,7 @@ class APBSN(nn.Module):
         p = self.pd_pad
         if f > 1:
             return pd_up(self.bsn(pd_down(x, f, pad=p)), f, pad=p)
-        y = self.bsn(F.pad(x, (p, p, p, p)))
-        return y[..., p : y.shape[-2] - p, p : y.shape[-1] - p]
+        return crop(self.bsn(F.pad(x, (p, p, p, p))), p)
 
     def denoise(self, x: torch.Tensor, *, masks: torch.Tensor | None = None) -> torch.Tensor:
         """Inference: PD with ``pd_infer`` (zero-padding H and W up to multiples of it), then R3.
@@ -114,14 +114,8 @@ class APBSN(nn.Module):
         first = self.forward(x, pd=f)
         if not self.r3:
             return first[..., :h, :w]
-        p = self.pd_pad
-        total = torch.zeros_like(first)
-        for t in range(self.r3_t):
-            mask = masks[t] if masks is not None else torch.rand_like(x) < self.r3_p
-            z = torch.where(mask, x, first)
-            y = self.bsn(F.pad(z, (p, p, p, p), mode="reflect"))
-            total += y[..., p : y.shape[-2] - p, p : y.shape[-1] - p] if p else y
-        return (total / self.r3_t)[..., :h, :w]
+        refined = refine(x, first, self.bsn, passes=self.r3_t, p=self.r3_p, pad=self.pd_pad, masks=masks)
+        return refined[..., :h, :w]
 
 
 @register_model("apbsn_dbsnl")

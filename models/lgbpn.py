@@ -27,6 +27,7 @@ from models.layers.dtb import DTB
 from models.layers.kernel_shift import shifted_conv
 from models.layers.masked_conv import MaskedConv2d
 from models.layers.pixel_shuffle import pd_down, pd_up
+from models.layers.r3 import refine
 from models.registry import create_model, register_model
 from models.ssid import BNN
 
@@ -45,6 +46,12 @@ __all__ = [
 def local_taps(blind: np.ndarray, size: int = 9) -> torch.Tensor:
     """Active taps of the local kernel: everything outside the blind region."""
     return torch.from_numpy(masks.kernel_taps(blind, size)).float()
+
+
+def _local_masked(in_ch: int, width: int, blind: np.ndarray | None) -> MaskedConv2d:
+    """The local branch's 9x9 masked convolution (reflect padding); the diamond by default."""
+    blind = masks.diamond(4) if blind is None else blind
+    return MaskedConv2d(in_ch, width, local_taps(blind), padding_mode="reflect")
 
 
 def global_taps(blind: np.ndarray, size: int = 21, step: int = 2) -> torch.Tensor:
@@ -119,8 +126,7 @@ class LocalBranch(_Branch):
         modules: int = 9,
         pd: BranchPD = LOCAL_PD,
     ):
-        blind = masks.diamond(4) if blind is None else blind
-        masked = MaskedConv2d(in_ch, width, local_taps(blind), padding_mode="reflect")
+        masked = _local_masked(in_ch, width, blind)
         body = nn.Sequential(
             nn.ReLU(),
             nn.Conv2d(width, width, 1),
@@ -219,13 +225,15 @@ class LGBPNDenoiser(nn.Module):
         first = self.bsn(x)
         if not self.r3:
             return first
-        p, total = self.pad, torch.zeros_like(first)
-        for t in range(self.r3_t):
-            mask = masks[t] if masks is not None else torch.rand_like(x) < self.r3_p
-            z = F.pad(torch.where(mask, x, first), (p, p, p, p), mode="reflect")
-            y = self.bsn(z, refine=True)
-            total += y[..., p : y.shape[-2] - p, p : y.shape[-1] - p] if p else y
-        return total / self.r3_t
+        return refine(
+            x,
+            first,
+            lambda z: self.bsn(z, refine=True),
+            passes=self.r3_t,
+            p=self.r3_p,
+            pad=self.pad,
+            masks=masks,
+        )
 
 
 class BNNBranch(nn.Module):
@@ -267,9 +275,7 @@ def lgbpn_local_dtb(
     *, in_ch: int = 24, width: int = 128, blind: np.ndarray | None = None, modules: int = 3
 ) -> _Branch:
     """The local branch with ``modules`` dilated transformer blocks (dilation 2) instead of DCLs (L-3)."""
-    blind = masks.diamond(4) if blind is None else blind
-    masked = MaskedConv2d(in_ch, width, local_taps(blind), padding_mode="reflect")
-    return _Branch(masked, DTB(width, blocks=modules, d=2), LOCAL_PD)
+    return _Branch(_local_masked(in_ch, width, blind), DTB(width, blocks=modules, d=2), LOCAL_PD)
 
 
 @register_model("lgbpn_global")
