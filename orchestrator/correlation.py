@@ -41,6 +41,7 @@ __all__ = [
     "pearson_sums",
     "correlation_sums",
     "radial_profile",
+    "PROFILE_DISTANCES",
     "release_buffers",
 ]
 
@@ -122,13 +123,12 @@ def _padded_autocorrelation(
         spec = np.fft.rfft2(padded, out=spec_out)
     else:
         spec = sfft.rfft2(padded, workers=workers, overwrite_x=True)
-    if summed:
-        fields = spec.reshape(-1, *spec.shape[-2:])
-        power = np.square(fields[0].real)
+    if summed:  # one power spectrum: the squares of every field's real and imaginary parts
+        parts = [p for f in spec.reshape(-1, *spec.shape[-2:]) for p in (f.real, f.imag)]
+        power = np.square(parts[0])
         tmp = np.empty_like(power)
-        for i, f in enumerate(fields):
-            for part in (f.real, f.imag)[1 if i == 0 else 0 :]:
-                power += np.square(part, out=tmp)
+        for part in parts[1:]:
+            power += np.square(part, out=tmp)
     else:
         power = np.square(spec.real)
         power += np.square(spec.imag)
@@ -417,7 +417,10 @@ def correlation_sums(
     raise ValueError(f"unknown statistic {statistic!r}; expected one of {STATISTICS}")
 
 
-def radial_profile(corr_map: np.ndarray, distances: tuple[int, ...] = (1, 2, 3, 4, 5, 10)) -> dict:
+PROFILE_DISTANCES = (1, 2, 3, 4, 5, 10)  # the distances reported beside the real SIDD map
+
+
+def radial_profile(corr_map: np.ndarray, distances: tuple[int, ...] = PROFILE_DISTANCES) -> dict:
     """Coefficient at axis distances d (mean of the four axis neighbours at distance d)."""
     r = (corr_map.shape[-1] - 1) // 2
     out = {}

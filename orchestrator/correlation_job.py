@@ -11,6 +11,7 @@ has no valid pixel, becomes a row with ``status`` ``error`` or ``nan``, a NaN ma
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -61,9 +62,14 @@ def _side(radius: int) -> int:
     return 2 * radius + 1
 
 
+def _sums_shape(radius: int, statistic: str) -> tuple[int, ...]:
+    """Shape of each sum field: (2R+1, 2R+1), per channel for ``pearson``."""
+    side = (_side(radius),) * 2
+    return side if statistic == "rgb_pearson" else (3, *side)
+
+
 def _empty_sums(radius: int, statistic: str) -> CorrelationSums:
-    shape = (_side(radius),) * 2 if statistic == "rgb_pearson" else (3, *(_side(radius),) * 2)
-    zeros = {f: np.zeros(shape) for f in SUM_FIELDS[statistic]}
+    zeros = {f: np.zeros(_sums_shape(radius, statistic)) for f in SUM_FIELDS[statistic]}
     return CorrelationSums(statistic, **zeros)
 
 
@@ -97,7 +103,7 @@ def pair_task(row: dict, *, radius: int, statistic: str, threads: int = 1) -> di
 
 def sums_from_row(row: dict, *, radius: int, statistic: str) -> CorrelationSums:
     """Rebuild one image's :class:`CorrelationSums` from its row (as stored in Parquet)."""
-    shape = (_side(radius),) * 2 if statistic == "rgb_pearson" else (3, *(_side(radius),) * 2)
+    shape = _sums_shape(radius, statistic)
     fields = {f: np.asarray(row[f], dtype=np.float64).reshape(shape) for f in SUM_FIELDS[statistic]}
     return CorrelationSums(statistic, **fields)
 
@@ -290,20 +296,21 @@ def write_pooled(out: Path, pooled: CorrelationSums) -> dict[str, Path]:
 
 
 def _write_findings(out: Path, findings: dict, problems: tuple) -> None:
-    with (out / "outliers.csv").open("w") as f:
-        f.write("key,camera,iso,value,dy,dx\n")
+    with (out / "outliers.csv").open("w", newline="") as f:
+        table = csv.writer(f)
+        table.writerow(["key", "camera", "iso", "value", "dy", "dx"])
         for o in findings["outliers"]:
-            f.write(f"{o['key']},{o['camera']},{o['iso']},{o['value']:.6f},{o['dy']},{o['dx']}\n")
+            table.writerow([o["key"], o["camera"], o["iso"], f"{o['value']:.6f}", o["dy"], o["dx"]])
     groups = {
         col: {k: {"images": v["images"], "map": v["map"].tolist()} for k, v in g.items()}
         for col, g in findings["groups"].items()
     }
     (out / "group_maps.json").write_text(json.dumps(groups))
     if problems:
-        with (out / "skipped_files.csv").open("w") as f:
-            f.write("path,problem\n")
-            for path, msg in problems:
-                f.write(f'"{path}","{msg.replace(chr(34), chr(39))}"\n')
+        with (out / "skipped_files.csv").open("w", newline="") as f:
+            table = csv.writer(f)  # quotes paths and messages that hold commas or quotes
+            table.writerow(["path", "problem"])
+            table.writerows(problems)
 
 
 def run_correlation(cfg: CorrelationConfig) -> dict:
@@ -365,10 +372,10 @@ def run_correlation(cfg: CorrelationConfig) -> dict:
 
 
 def _summary(cfg, index, rows, status_counts, pooled_map, blind, findings, seconds) -> dict:
-    from orchestrator.correlation import radial_profile
+    from orchestrator.correlation import PROFILE_DISTANCES, radial_profile
 
     r = cfg.radius
-    dists = tuple(d for d in (1, 2, 3, 4, 5, 10) if d <= r)
+    dists = tuple(d for d in PROFILE_DISTANCES if d <= r)
     failed = [
         {"key": x["key"], "status": x["status"], "reason": x["reason"]} for x in rows if x["status"] != "ok"
     ]

@@ -6,11 +6,10 @@ import numpy as np
 
 from orchestrator import metrics
 from orchestrator.config import DemoConfig
-from orchestrator.correlation import noise_of, radial_profile, rgb_pearson_sums
+from orchestrator.correlation import PROFILE_DISTANCES, noise_of, radial_profile, rgb_pearson_sums
+from orchestrator.correlation_report import REFERENCE_MAPS
 from orchestrator.data import dataset
 from orchestrator.data.sidd import load_pair, load_validation
-
-SIDD_REFERENCE = {1: 0.565, 2: 0.234, 3: 0.074, 4: 0.031, 5: 0.011, 10: 0.012}
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -41,13 +40,14 @@ def run_demo(cfg: DemoConfig) -> dict:
         s = rgb_pearson_sums(noise_of(n, c), cfg.correlation_radius)
         pooled = s if pooled is None else pooled + s
         print(f"  {i}/{len(pairs)} {rec.key} ({rec.info.camera}, ISO {rec.info.iso})", flush=True)
-    dists = tuple(d for d in SIDD_REFERENCE if d <= cfg.correlation_radius)
+    dists = tuple(d for d in PROFILE_DISTANCES if d <= cfg.correlation_radius)
     profile = radial_profile(pooled.map(), dists)
+    reference = radial_profile(np.load(REFERENCE_MAPS["sidd"]), dists)
     result["correlation"] = profile
     print("[4/4] summary")
     print("  distance  synthetic  real SIDD (authors' map)")
     for d in dists:
-        print(f"  {d:8d}  {profile[d]:9.3f}  {SIDD_REFERENCE[d]:9.3f}")
+        print(f"  {d:8d}  {profile[d]:9.3f}  {reference[d]:9.3f}")
     print(
         "  The main ablation job (jobs/ablations.py) is not part of this build yet: this demo runs "
         "the data layer end to end."
