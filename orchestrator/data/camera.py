@@ -51,7 +51,7 @@ class CameraProfile:
         if self.demosaic not in DEMOSAIC_METHODS:
             raise ValueError(f"camera {self.code}: demosaic {self.demosaic!r} not in {DEMOSAIC_METHODS}")
 
-    def noise_params(self, iso: int) -> tuple[float, float]:
+    def noise_params(self, iso: float) -> tuple[float, float]:
         """(shot gain, read std) at an ISO: both scale with the analogue gain ISO/100."""
         g = iso / 100.0
         return self.shot * g, self.read * g
@@ -226,7 +226,7 @@ def unprocess(srgb: np.ndarray, profile: CameraProfile, illuminant: int, exposur
     return mosaic(cam, profile.cfa)
 
 
-def add_noise(raw: np.ndarray, profile: CameraProfile, iso: int, rng: np.random.Generator) -> np.ndarray:
+def add_noise(raw: np.ndarray, profile: CameraProfile, iso: float, rng: np.random.Generator) -> np.ndarray:
     """Signal-dependent Poisson-Gaussian noise: K * Poisson(raw / K) + N(0, read^2)."""
     shot, read = profile.noise_params(iso)
     photons = rng.poisson(np.clip(raw, 0.0, None) / shot)
@@ -255,7 +255,7 @@ def capture(
     srgb: np.ndarray,
     profile: CameraProfile,
     *,
-    iso: int,
+    iso: float,
     illuminant: int,
     exposure: float,
     rng: np.random.Generator,

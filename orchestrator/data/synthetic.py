@@ -57,6 +57,9 @@ class SyntheticSpec:
             (val_images, val_blocks, block_size, block_size, 3); the real SIDD has 40 x 32 x 256.
         bench_images, bench_blocks: the benchmark array likewise (noisy only).
         cameras: camera codes to draw from (all five by default).
+        zoom: scene content is drawn at 1/zoom the size and enlarged (1: as drawn).
+        noise_gain: multiplies the analogue gain of the noise model (1: the cameras' calibrated
+            levels; 2: the noise of twice the recorded ISO). Folder names keep the recorded ISO.
     """
 
     seed: int = 0
@@ -68,11 +71,17 @@ class SyntheticSpec:
     bench_images: int = 2
     bench_blocks: int = 8
     cameras: tuple[str, ...] = tuple(camera.PROFILES)
+    noise_gain: float = 1.0
+    zoom: float = 1.0
 
     def __post_init__(self) -> None:
         h, w = self.size
         if min(self.scenes, self.val_images, self.val_blocks, self.block_size) < 1:
             raise ValueError("scenes, val_images, val_blocks and block_size must be >= 1")
+        if self.zoom < 1:
+            raise ValueError(f"zoom must be >= 1, got {self.zoom}")
+        if self.noise_gain <= 0:
+            raise ValueError(f"noise_gain must be positive, got {self.noise_gain}")
         if h < 16 or w < 16:
             raise ValueError(f"size {self.size} too small; need at least 16x16")
         unknown = [c for c in self.cameras if c not in camera.PROFILES]
@@ -190,8 +199,15 @@ TEXTURES: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
 }
 
 
-def clean_scene(rng: np.random.Generator, h: int, w: int, photos: list[np.ndarray]) -> np.ndarray:
-    """A clean sRGB scene in [0, 1], (H, W, 3): a photograph half the time, else a texture."""
+def clean_scene(
+    rng: np.random.Generator, h: int, w: int, photos: list[np.ndarray], *, zoom: float = 1.0
+) -> np.ndarray:
+    """A clean sRGB scene in [0, 1], (H, W, 3): a photograph half the time, else a texture.
+    ``zoom`` > 1 draws it at 1/zoom the size and enlarges it: content as smooth per pixel as a
+    12 MP phone frame's."""
+    if zoom != 1.0:
+        small = clean_scene(rng, max(8, round(h / zoom)), max(8, round(w / zoom)), photos)
+        return np.clip(_resize(small, h, w), 0.0, 1.0)
     if photos and rng.random() < 0.5:
         return _tame(photo_scene(rng, h, w, photos))
     name = list(TEXTURES)[rng.integers(len(TEXTURES))]
@@ -230,12 +246,14 @@ def draw_conditions(rng: np.random.Generator, cameras: tuple[str, ...], code: st
     }
 
 
-def shoot(rng: np.random.Generator, scene: np.ndarray, cond: dict) -> tuple[np.ndarray, np.ndarray]:
+def shoot(
+    rng: np.random.Generator, scene: np.ndarray, cond: dict, *, noise_gain: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """(noisy, clean) uint8 sRGB of ``scene`` under the drawn conditions."""
     return camera.capture(
         scene,
         camera.PROFILES[cond["camera"]],
-        iso=cond["iso"],
+        iso=cond["iso"] * noise_gain,
         illuminant=cond["illuminant"],
         exposure=BRIGHTNESS_EXPOSURE[cond["brightness"]],
         rng=rng,
@@ -250,8 +268,8 @@ def _blocks(
     clean = np.empty_like(noisy)
     side = max(bs * 3, 96)
     for i in range(n_images):
-        scene = clean_scene(rng, side, side, photos)
-        n, c = shoot(rng, scene, draw_conditions(rng, spec.cameras))
+        scene = clean_scene(rng, side, side, photos, zoom=spec.zoom)
+        n, c = shoot(rng, scene, draw_conditions(rng, spec.cameras), noise_gain=spec.noise_gain)
         for b in range(n_blocks):
             y, x = rng.integers(side - bs + 1), rng.integers(side - bs + 1)
             noisy[i, b], clean[i, b] = n[y : y + bs, x : x + bs], c[y : y + bs, x : x + bs]
@@ -282,10 +300,10 @@ def generate(out: str | Path, spec: SyntheticSpec = SyntheticSpec(), *, progress
             brightness=cond["brightness"],
         )
         folder = out / MEDIUM_DIR / format_scene_name(info)
-        scene = clean_scene(rng, h, w, photos)
+        scene = clean_scene(rng, h, w, photos, zoom=spec.zoom)
         # SIDD Medium holds two frames per scene instance (010, 011): two noise realizations.
         for frame in ("010", "011"):
-            noisy, clean = shoot(rng, scene, cond)
+            noisy, clean = shoot(rng, scene, cond, noise_gain=spec.noise_gain)
             write_png(folder / f"{info.instance:04d}_NOISY_SRGB_{frame}.PNG", noisy)
             write_png(folder / f"{info.instance:04d}_GT_SRGB_{frame}.PNG", clean)
         if progress:

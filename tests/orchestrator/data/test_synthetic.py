@@ -130,3 +130,27 @@ def test_spec_validation() -> None:
         synthetic.SyntheticSpec(size=(8, 8))
     with pytest.raises(ValueError, match="cfa"):
         replace(camera.PROFILES["GP"], cfa="RGBG")
+
+
+def test_noise_gain_and_zoom(tmp_path: Path) -> None:
+    """noise_gain scales the noise (folder names keep the recorded ISO); zoom smooths the content."""
+    spec = synthetic.SyntheticSpec(
+        seed=3, scenes=2, size=(64, 96), val_images=1, val_blocks=2, block_size=32, bench_images=0
+    )
+    stats = {}
+    for name, s in {
+        "base": spec,
+        "gain": replace(spec, noise_gain=4.0),
+        "zoom": replace(spec, zoom=4.0),
+    }.items():
+        index = index_sidd(synthetic.generate(tmp_path / name, s))
+        noisy, clean = load_pair(index.pairs[0])
+        grad = np.abs(np.diff(clean.astype(float), axis=1)).mean()
+        stats[name] = ((noisy.astype(float) - clean).std(), grad, [p.info.iso for p in index.pairs])
+    assert stats["gain"][0] > 1.5 * stats["base"][0]
+    assert stats["gain"][2][0] == stats["base"][2][0]  # the first scene: same draw, same recorded ISO
+    assert stats["zoom"][1] < 0.6 * stats["base"][1]
+    with pytest.raises(ValueError, match="noise_gain"):
+        replace(spec, noise_gain=0.0)
+    with pytest.raises(ValueError, match="zoom"):
+        replace(spec, zoom=0.5)
