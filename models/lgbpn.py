@@ -299,9 +299,14 @@ def lgbpn(
     r3: bool = True,
     r3_t: int = 8,
     r3_p: float = 0.16,
+    local_kwargs: dict | None = None,
+    global_kwargs: dict | None = None,
 ) -> LGBPNDenoiser:
-    """LG-BPN (4,558,879 parameters at the defaults). Branches are registered names (or None)."""
-    lb = create_model(local, in_ch=head_ch, width=width, blind=blind, modules=modules) if local else None
-    gb = create_model(global_, in_ch=head_ch, width=width, blind=blind, blocks=blocks) if global_ else None
+    """LG-BPN (4,558,879 parameters at the defaults). Branches are registered names (or None);
+    ``local_kwargs`` / ``global_kwargs`` go to their builders (e.g. ``{"dim": 16}`` for L-1's BNN)."""
+    lkw = {"in_ch": head_ch, "width": width, "blind": blind, "modules": modules, **(local_kwargs or {})}
+    gkw = {"in_ch": head_ch, "width": width, "blind": blind, "blocks": blocks, **(global_kwargs or {})}
+    lb = create_model(local, **lkw) if local else None
+    gb = create_model(global_, **gkw) if global_ else None
     net = LGBPN(lb, gb, head_ch=head_ch, width=width, fusion=fusion)
     return LGBPNDenoiser(net, r3=r3, r3_t=r3_t, r3_p=r3_p)

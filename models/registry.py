@@ -59,3 +59,13 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def is_model(name: str) -> bool:
     return name in _REGISTRY
+
+
+def model_arguments(name: str) -> list[str]:
+    """The keyword arguments the builder of ``name`` accepts (for checking configs up front)."""
+    import inspect
+
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY)) or 'none'}")
+    params = inspect.signature(_REGISTRY[name]).parameters.values()
+    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]

@@ -169,6 +169,8 @@ def _parse_override(text: str) -> tuple[str, Any]:
 def _field_type(cls: type, path: list[str]) -> Any:
     tp: Any = cls
     for i, part in enumerate(path):
+        if tp is Any:  # below a free-form mapping's value: anything goes, checked where it is used
+            return Any
         if typing.get_origin(tp) is dict:  # a free-form mapping: the part is one of its keys
             tp = (typing.get_args(tp) or (str, Any))[1]
             continue
