@@ -1,0 +1,107 @@
+"""Training crops: random patches with flips and transposes, as a pure function of (seed, step).
+
+Batch ``step`` is drawn from ``numpy.random.default_rng((seed, step))`` and nothing else, so a run
+resumed from a checkpoint at step k sees exactly the batches an uninterrupted run sees after k, with
+no sampler state to save. Self-supervised training reads only the noisy images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from orchestrator.data.sidd import PairRecord, read_png
+from orchestrator.progress import Progress
+
+Augment = Literal["hflip", "vflip", "transpose", "rot90"]
+AUGMENTS: tuple[str, ...] = ("hflip", "vflip", "transpose", "rot90")
+
+
+def tiles_per_image(height: int, width: int, *, tile: int, stride: int) -> int:
+    """How many ``tile`` x ``tile`` crops at ``stride`` cover an image (at least one): the unit
+    AP-BSN and LG-BPN count an epoch in (SIDD Medium cut into 512 px tiles overlapping by 128)."""
+
+    def n(length: int) -> int:
+        return 1 if length <= tile else math.ceil((length - tile) / stride) + 1
+
+    return n(height) * n(width)
+
+
+class CropSampler:
+    """Deterministic random crops from a list of uint8 (H, W, 3) images.
+
+    Args:
+        images: the noisy training images.
+        names: one name per image, used in errors.
+        patch: crop side.
+        batch: crops per step.
+        seed: the stream's seed.
+        augment: transforms applied each with probability 0.5 (``rot90``: a random multiple of 90
+            degrees instead).
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        names: Sequence[str] | None = None,
+        patch: int,
+        batch: int,
+        seed: int,
+        augment: Sequence[str] = ("hflip", "vflip", "transpose"),
+    ):
+        if not images:
+            raise ValueError("no training images")
+        names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
+        small = [
+            f"{n} ({im.shape[0]}x{im.shape[1]})"
+            for n, im in zip(names, images, strict=True)
+            if min(im.shape[:2]) < patch
+        ]
+        if small:
+            raise ValueError(
+                f"train.patch={patch} is larger than {len(small)} image(s): {', '.join(small[:3])}"
+            )
+        unknown = sorted(set(augment) - set(AUGMENTS))
+        if unknown:
+            raise ValueError(f"train.augment: unknown transform(s) {unknown}; known: {list(AUGMENTS)}")
+        if patch < 1 or batch < 1:
+            raise ValueError(f"train.patch and train.batch must be >= 1, got {patch} and {batch}")
+        self.images, self.patch, self.batch_size, self.seed = list(images), patch, batch, seed
+        self.augment = tuple(augment)
+
+    def batch(self, step: int) -> np.ndarray:
+        """The crops of ``step``: uint8 (batch, patch, patch, 3)."""
+        rng = np.random.default_rng((self.seed, step))
+        p = self.patch
+        out = np.empty((self.batch_size, p, p, 3), np.uint8)
+        for i in range(self.batch_size):
+            img = self.images[int(rng.integers(len(self.images)))]
+            y = int(rng.integers(img.shape[0] - p + 1))
+            x = int(rng.integers(img.shape[1] - p + 1))
+            crop = img[y : y + p, x : x + p]
+            for t in self.augment:
+                if t == "rot90":
+                    crop = np.rot90(crop, int(rng.integers(4)))
+                elif rng.random() < 0.5:
+                    crop = {
+                        "hflip": crop[:, ::-1],
+                        "vflip": crop[::-1],
+                        "transpose": crop.transpose(1, 0, 2),
+                    }[t]
+            out[i] = crop
+        return out
+
+
+def load_noisy(pairs: Sequence[PairRecord], *, progress: bool = True) -> tuple[list[np.ndarray], list[str]]:
+    """Decode the noisy image of every pair (the clean ones are never used in training)."""
+    bar = Progress("load training images", len(pairs)) if progress else None
+    images = []
+    for p in pairs:
+        images.append(read_png(p.noisy_path))
+        if bar:
+            bar.update()
+    return images, [p.noisy_path for p in pairs]

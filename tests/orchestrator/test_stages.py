@@ -1,0 +1,135 @@
+"""Training stages on real SIDD-layout files: the smoke catalogue, bit-identical resume, and the
+errors a stage gives before training when its upstream is missing or from another config."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from orchestrator.ablations import load_profile
+from orchestrator.data.crops import CropSampler, load_noisy, tiles_per_image
+from orchestrator.data.dataset import resolve as resolve_data
+from orchestrator.data.sidd import load_validation
+from orchestrator.plan import LocalData, plan, run_local
+from orchestrator.stages import UpstreamError
+from orchestrator.study import run_study
+
+# A small SSID for the resume and error tests: few steps, checkpoints every 2.
+TINY = [
+    "train.ssid.steps=6",
+    "train.ssid.batch=2",
+    "train.ssid.checkpoint_every=2",
+    "train.ssid.eval_every=3",
+    "train.ssid.eval_blocks=4",
+    "models.ssid_bnn.dim=8",
+    "models.ssid_unet.dim=8",
+    "models.ssid_lan.width=16",
+    "models.ssid_lan.blocks=1",
+    'ablations=["ssid"]',
+]
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    """The smoke profile's synthetic data, generated once in SIDD's layout and read back."""
+    cache = tmp_path_factory.mktemp("smoke-data")
+    study = load_profile("smoke", [f"data.cache_dir={cache}"])
+    index = resolve_data(study.data, progress=False)
+    images, names = load_noisy(index.pairs, progress=False)
+    return cache, index, LocalData(images, names, load_validation(index))
+
+
+def _tiny(cache, *extra):
+    return load_profile("smoke", [f"data.cache_dir={cache}", *TINY, *extra])
+
+
+def test_crops_are_a_function_of_seed_and_step():
+    imgs = [np.random.default_rng(i).integers(0, 256, (40, 50, 3), dtype=np.uint8) for i in range(3)]
+    a = CropSampler(imgs, patch=16, batch=4, seed=1)
+    b = CropSampler(imgs, patch=16, batch=4, seed=1)
+    assert np.array_equal(a.batch(5), b.batch(5)) and not np.array_equal(a.batch(5), a.batch(6))
+    with pytest.raises(ValueError, match=r"train.patch=64 is larger than 3 image\(s\): x0 \(40x50\)"):
+        CropSampler(imgs, names=["x0", "x1", "x2"], patch=64, batch=1, seed=0)
+    assert tiles_per_image(3024, 4032, tile=512, stride=384) == 88
+    assert tiles_per_image(256, 320, tile=512, stride=384) == 1
+
+
+def _weights(results) -> dict[str, dict[str, torch.Tensor]]:
+    return {s: torch.load(r.path, weights_only=True)["model"] for s, r in results["ssid"].items()}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_inside_stage_two_is_bit_identical(smoke_data, tmp_path):
+    cache, index, data = smoke_data
+    study = _tiny(cache)
+    straight = run_local(study, plan(study, index, store=tmp_path / "a"), data, progress=False)
+
+    def stop(name, step, loss):
+        if name == "ssid.lan" and step == 3:  # after the checkpoint at step 2
+            raise Interrupt
+
+    plans = plan(study, index, store=tmp_path / "b")
+    with pytest.raises(Interrupt):
+        run_local(study, plans, data, progress=False, on_step=stop)
+    lan_dir = plans[0].stages[1].path
+    assert sorted(p.name for p in (lan_dir / "checkpoints").iterdir()) == ["step_000000002.pt"]
+    assert not (lan_dir / "model.pt").exists()
+    resumed = run_local(study, plan(study, index, store=tmp_path / "b"), data, progress=False)
+    assert resumed["ssid"]["bnn"].reused and not resumed["ssid"]["lan"].reused
+    a, b = _weights(straight), _weights(resumed)
+    for stage in ("bnn", "lan", "unet"):
+        assert a[stage].keys() == b[stage].keys()
+        for k in a[stage]:
+            assert torch.equal(a[stage][k], b[stage][k]), f"{stage}.{k} differs after resume"
+    history = [json.loads(line) for line in (lan_dir / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [1, 2, 3, 4, 5, 6]  # no step twice after the resume
+    assert "val4_psnr" in history[2] and "val_psnr" not in history[2]  # a subset is named as one
+    assert resumed["ssid"]["unet"].metrics["val_blocks"] == len(data.validation[0])
+
+
+def test_missing_or_foreign_upstream_fails_before_training(smoke_data, tmp_path):
+    cache, index, _ = smoke_data
+    store = tmp_path / "store"
+    study = _tiny(cache, 'stages=["lan"]')
+    with pytest.raises(UpstreamError, match=r"ssid\.bnn: not in stages=\['lan'\] and not trained yet"):
+        plan(study, index, store=store)
+    assert not store.exists()  # nothing was trained or written
+
+    # A BNN trained with another config, offered as the pretrained stage 1.
+    _, data = smoke_data[1], smoke_data[2]
+    other = _tiny(cache, 'stages=["bnn"]', "train.ssid.steps=2")
+    done = run_local(other, plan(other, index, store=tmp_path / "other"), data, progress=False)
+    foreign = done["ssid"]["bnn"].path
+    study = _tiny(cache, f"pretrained.ssid.bnn={foreign}")
+    with pytest.raises(UpstreamError, match=r"different config \(train.steps: 2 here, 6 expected"):
+        plan(study, index, store=store)
+    assert not store.exists()
+    study = _tiny(cache, f"pretrained.ssid.bnn={tmp_path / 'nowhere' / 'model.pt'}")
+    with pytest.raises(UpstreamError, match="nowhere/model.pt does not exist"):
+        plan(study, index, store=store)
+
+
+@pytest.mark.slow
+def test_smoke_catalogue_trains_and_ssid_beats_s2(smoke_data, tmp_path):
+    cache, _, _ = smoke_data
+    study = load_profile("smoke", [f"data.cache_dir={cache}", f"out={tmp_path / 'run'}"])
+    table = {r["ablation"]: r for r in run_study(study, progress=False)}
+    assert set(table) == {"lgbpn", "L-1", "L-2", "L-3", "L-4", "L-5", "ssid", "S-1", "S-2", "apbsn"}
+    for name, row in table.items():
+        for m in ("psnr", "ssim", "ssim_uniform7"):
+            assert math.isfinite(row[m]), (name, m, row[m])
+        assert row["blocks"] == 24
+    assert table["ssid"]["psnr"] > table["S-2"]["psnr"] + 0.5, (table["ssid"], table["S-2"])
+    assert table["ssid"]["ssim"] > table["S-2"]["ssim"] + 0.1
+    run = Path(study.out)
+    assert (run / "results.md").read_text().count("\n") == 12
+    # SSID and S-2 share their BNN: one folder in the store.
+    assert len(list((run / "stages").glob("bnn-*"))) == 2  # SSID/S-2's BNN, and S-1's stage 1
