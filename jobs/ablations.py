@@ -13,7 +13,6 @@ table (``OUT/results.md``, ``OUT/results.csv``) puts the measured numbers beside
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.ablations import catalogue, load_profile, resolve, selected
-from orchestrator.cli import add_config_arguments
+from orchestrator.cli import add_config_arguments, flag_overrides
 from orchestrator.config import ConfigError, to_yaml
 from orchestrator.data.sidd import DatasetError
 from orchestrator.stages import UpstreamError
@@ -40,13 +39,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    flags = []
     if args.ablations:
-        flags.append(f"ablations={json.dumps(args.ablations.split(','))}")
-    if args.data:
-        flags.append(f"data.root={json.dumps(args.data)}")
-    if args.out:
-        flags.append(f"out={json.dumps(args.out)}")
+        args.ablations = args.ablations.split(",")
+    flags = flag_overrides(args, {"ablations": "ablations", "data": "data.root", "out": "out"})
     try:
         study = load_profile(args.profile, [*flags, *args.overrides])
         names = selected(study)

@@ -14,14 +14,13 @@ OUT computes only the pairs not done yet.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.cli import add_config_arguments, resolve_config
+from orchestrator.cli import add_config_arguments, flag_overrides, resolve_config
 from orchestrator.cluster import ClusterError
 from orchestrator.config import CorrelationConfig
 from orchestrator.correlation_job import JobStateError, run_correlation
@@ -56,13 +55,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    # Values go through the same typed override path as --set; JSON quoting keeps a path such as
-    # "2024" or "yes" a string.
-    flags = [
-        f"{key}={json.dumps(getattr(args, name))}"
-        for name, key in _FLAGS.items()
-        if getattr(args, name) is not None
-    ]
+    flags = flag_overrides(args, _FLAGS)
     flags += ["tracking.enabled=false"] if args.no_tracking else []
     flags += ["strict=true"] if args.strict else []
     cfg, code = resolve_config(CorrelationConfig, args, flags)

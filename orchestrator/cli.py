@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +25,19 @@ def add_config_arguments(ap: argparse.ArgumentParser, *, example: str = "data.sy
         help=f"dotted override, e.g. --set {example} (repeatable)",
     )
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
+    """``key=value`` overrides from shorthand options (``{attribute: config key}``) that were given.
+
+    Values are JSON-quoted so that they go through the same typed path as ``--set`` and a path
+    such as "2024" or "yes" stays a string.
+    """
+    return [
+        f"{key}={json.dumps(getattr(args, name))}"
+        for name, key in flags.items()
+        if getattr(args, name) is not None
+    ]
 
 
 def resolve_config(cls: type[T], args: argparse.Namespace, flags: Iterable[str] = ()) -> tuple[T | None, int]:
