@@ -135,6 +135,16 @@ def check_stage(cfg: StageConfig, *, where: str) -> None:
         raise ConfigError(f"{where}.loss", f"unknown loss {cfg.loss!r}; known: {list_losses()}")
     if not cfg.targets:
         raise ConfigError(f"{where}.targets", "a stage needs at least one target")
+    t = cfg.train
+    for key, value in (("batch", t.batch), ("patch", t.patch), ("checkpoint_every", t.checkpoint_every)):
+        if value < 1:
+            raise ConfigError(f"{where}.train.{key}", f"must be >= 1, got {value}")
+    if t.epochs <= 0 and t.steps < 1:
+        raise ConfigError(f"{where}.train.steps", f"must be >= 1 when epochs is 0, got {t.steps}")
+    if t.optim.lr <= 0:
+        raise ConfigError(f"{where}.train.optim.lr", f"must be positive, got {t.optim.lr}")
+    if t.optim.schedule == "step" and t.optim.decay_every <= 0 and t.optim.decay_epochs <= 0:
+        raise ConfigError(f"{where}.train.optim", "schedule 'step' needs decay_every or decay_epochs > 0")
 
 
 def build_model(spec: ModelSpec, *, seed: int) -> nn.Module:

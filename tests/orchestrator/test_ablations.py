@@ -109,6 +109,13 @@ def test_overrides_from_the_command_line_and_their_errors():
         load_profile("smoke", ["train.ssid.stepz=7"])
     with pytest.raises(ConfigError, match=r"L-2\.bsn\.model\.kwargs\.widht"):
         resolve(load_profile("smoke", ["overrides.L-2.bsn.model.kwargs.widht=8"]), "L-2")
+    with pytest.raises(ConfigError, match=r"'ssid\.bnn\.train\.batch': must be >= 1, got 0"):
+        resolve(load_profile("smoke", ["train.ssid.batch=0"]), "ssid")
+    with pytest.raises(ConfigError, match="schedule 'step' needs decay_every or decay_epochs"):
+        resolve(
+            load_profile("smoke", ["train.lgbpn.optim.decay_every=0", "train.lgbpn.optim.decay_epochs=0"]),
+            "L-2",
+        )
     with pytest.raises(ConfigError, match=r"unknown ablation\(s\) \['L-9'\]"):
         selected(load_profile("smoke", ['ablations=["L-9"]']))
     with pytest.raises(ConfigError, match="no profile 'nope'"):
