@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.ablations import Ablation, StudyConfig, resolve, selected
+from orchestrator.ablations import Ablation, StudyConfig, catalogue, resolve, selected
 from orchestrator.config import ConfigError
 from orchestrator.data.sidd import SiddIndex
 from orchestrator.stages import (
@@ -71,6 +71,7 @@ class PlannedAblation:
 
 def plan(study: StudyConfig, index: SiddIndex, *, store: Path) -> list[PlannedAblation]:
     """Resolve every selected ablation into keyed stages; check pretrained files and ``stages``."""
+    _check_names(study)
     dkey = data_key(index)
     out = []
     for name in selected(study):
@@ -89,6 +90,23 @@ def plan(study: StudyConfig, index: SiddIndex, *, store: Path) -> list[PlannedAb
         out.append(PlannedAblation(entry, list(done.values())))
     _check_before_training(study, out)
     return out
+
+
+def _check_names(study: StudyConfig) -> None:
+    """Keys that name ablations or stages must name real ones: a typo would otherwise be ignored."""
+    entries = catalogue(study)
+    for section in ("overrides", "pretrained"):
+        for name, value in getattr(study, section).items():
+            if name not in entries:
+                raise ConfigError(f"{section}.{name}", f"no such ablation; known: {list(entries)}")
+            stages = [s.name for s in resolve(study, name)[1]]
+            for stage in value if section == "pretrained" else ():
+                if stage not in stages:
+                    raise ConfigError(f"pretrained.{name}.{stage}", f"no such stage; {name} has {stages}")
+    every = {s.name for name in selected(study) for s in resolve(study, name)[1]}
+    unknown = [s for s in study.stages if s not in every]
+    if unknown:
+        raise ConfigError("stages", f"no stage named {unknown} in the selected ablations ({sorted(every)})")
 
 
 def _check_before_training(study: StudyConfig, plans: list[PlannedAblation]) -> None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from orchestrator.ablations import load_profile
+from orchestrator.config import ConfigError
 from orchestrator.data.crops import CropSampler, load_noisy, tiles_per_image
 from orchestrator.data.dataset import resolve as resolve_data
 from orchestrator.data.sidd import load_validation
@@ -112,6 +113,13 @@ def test_missing_or_foreign_upstream_fails_before_training(smoke_data, tmp_path)
     with pytest.raises(UpstreamError, match=r"different config \(train.steps: 2 here, 6 expected"):
         plan(study, index, store=store)
     assert not store.exists()
+    for bad, key in (
+        ("pretrained.ssid.bnm=x/model.pt", "pretrained.ssid.bnm"),
+        ("overrides.S-9.lan={}", "overrides.S-9"),
+        ('stages=["lam"]', "stages"),
+    ):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            plan(_tiny(cache, bad), index, store=store)
     study = _tiny(cache, f"pretrained.ssid.bnn={tmp_path / 'nowhere' / 'model.pt'}")
     with pytest.raises(UpstreamError, match="nowhere/model.pt does not exist"):
         plan(study, index, store=store)
