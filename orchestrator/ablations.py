@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from orchestrator.config import ConfigError, DataConfig, build, to_dict
+from orchestrator.config import ConfigError, DataConfig, build, merge, to_dict
 from orchestrator.stages import NOISY, ModelSpec, OptimConfig, StageConfig, TrainConfig, stage_from_dict
 
 Family = Literal["ssid", "lgbpn", "apbsn"]
@@ -229,15 +229,6 @@ def _set_dotted(stages: dict[str, dict], path: str, value: Any, *, where: str) -
     node[parts[-1]] = copy.deepcopy(value)
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = (
-            _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-        )
-    return out
-
-
 def resolve(study: StudyConfig, name: str) -> tuple[Ablation, tuple[StageConfig, ...]]:
     """The entry ``name`` and its fully resolved, checked stages in training order."""
     entries = catalogue(study)
@@ -256,12 +247,12 @@ def resolve(study: StudyConfig, name: str) -> tuple[Ablation, tuple[StageConfig,
             raise ConfigError(
                 f"overrides.{name}.{stage}", f"expected a mapping under a stage in {sorted(stages)}"
             )
-        stages[stage] = _merge(stages[stage], values)
+        stages[stage] = merge(stages[stage], values)
     resolved = []
     for stage, d in stages.items():
         model = d.get("model", {})
         defaults = study.models.get(model.get("name", ""), {})
-        d["model"] = {**model, "kwargs": _merge(defaults, model.get("kwargs") or {})}
+        d["model"] = {**model, "kwargs": merge(defaults, model.get("kwargs") or {})}
         cfg = stage_from_dict(d, where=f"{name}.{stage}")
         earlier = [s.name for s in resolved]
         for t in cfg.upstream:

@@ -11,6 +11,7 @@ Supported field types: bool, int, float (ints accepted), str, ``X | None``, ``Li
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import types
@@ -215,10 +216,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return dict(data)
 
 
-def _merge(base: dict, extra: Mapping) -> dict:
+def merge(base: Mapping, extra: Mapping) -> dict:
+    """``base`` updated by ``extra``, recursing where both hold a mapping; values from ``extra``
+    are copied, so the result shares no mutable part with it."""
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        )
     return out
 
 
@@ -227,7 +232,7 @@ def build(cls: type[T], yaml_path: str | Path | None = None, overrides: Iterable
     data = to_dict(cls())
     if yaml_path is not None:
         try:
-            data = _merge(data, load_yaml(yaml_path))
+            data = merge(data, load_yaml(yaml_path))
             cfg = from_dict(cls, data)
         except ConfigError as exc:
             raise ConfigError(exc.key, f"{exc} (in {yaml_path})") from None

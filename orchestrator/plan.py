@@ -71,11 +71,11 @@ class PlannedAblation:
 
 def plan(study: StudyConfig, index: SiddIndex, *, store: Path) -> list[PlannedAblation]:
     """Resolve every selected ablation into keyed stages; check pretrained files and ``stages``."""
-    _check_names(study)
+    resolved = {name: resolve(study, name) for name in selected(study)}
+    _check_names(study, resolved)
     dkey = data_key(index)
     out = []
-    for name in selected(study):
-        entry, configs = resolve(study, name)
+    for name, (entry, configs) in resolved.items():
         done: dict[str, PlannedStage] = {}
         for cfg in configs:
             up = {u: done[u] for u in cfg.upstream}
@@ -92,18 +92,19 @@ def plan(study: StudyConfig, index: SiddIndex, *, store: Path) -> list[PlannedAb
     return out
 
 
-def _check_names(study: StudyConfig) -> None:
+def _check_names(study: StudyConfig, resolved: dict[str, tuple[Ablation, tuple[StageConfig, ...]]]) -> None:
     """Keys that name ablations or stages must name real ones: a typo would otherwise be ignored."""
     entries = catalogue(study)
     for section in ("overrides", "pretrained"):
-        for name, value in getattr(study, section).items():
+        for name in getattr(study, section):
             if name not in entries:
                 raise ConfigError(f"{section}.{name}", f"no such ablation; known: {list(entries)}")
-            stages = [s.name for s in resolve(study, name)[1]]
-            for stage in value if section == "pretrained" else ():
-                if stage not in stages:
-                    raise ConfigError(f"pretrained.{name}.{stage}", f"no such stage; {name} has {stages}")
-    every = {s.name for name in selected(study) for s in resolve(study, name)[1]}
+    for name, chosen in study.pretrained.items():
+        stages = [s.name for s in (resolved.get(name) or resolve(study, name))[1]]
+        for stage in chosen:
+            if stage not in stages:
+                raise ConfigError(f"pretrained.{name}.{stage}", f"no such stage; {name} has {stages}")
+    every = {s.name for _, configs in resolved.values() for s in configs}
     unknown = [s for s in study.stages if s not in every]
     if unknown:
         raise ConfigError("stages", f"no stage named {unknown} in the selected ablations ({sorted(every)})")
@@ -129,6 +130,10 @@ def _check_before_training(study: StudyConfig, plans: list[PlannedAblation]) -> 
                 expected_config=key_config(node.config),
                 who=f"pretrained.{who}" if node.pretrained else who,
             )
+
+
+def _who(node: PlannedStage) -> str:
+    return f"{node.ablation}.{node.config.name}"
 
 
 def _selected(study: StudyConfig, node: PlannedStage) -> bool:
@@ -173,12 +178,7 @@ def run_stage(
 ) -> StageResult:
     """Train one planned stage (or find it finished), its upstream stages loaded and checked first."""
     if node.pretrained:
-        meta, _ = load_finished(
-            node.model_file, expected_key=node.key, expected_config=key_config(node.config)
-        )
-        return StageResult(
-            node.config.name, node.key, node.model_file, meta.get("metrics", {}), meta.get("step", 0), True
-        )
+        return StageResult.finished(node.model_file, node.key, node.config, who=_who(node))
     ctx = StageContext(
         key=node.key,
         out_dir=node.path,
@@ -214,12 +214,7 @@ def run_local(
             if not _selected(study, node) and not node.pretrained:
                 if not node.model_file.is_file():
                     continue  # downstream of the listed stages: not asked for
-                meta, _ = load_finished(
-                    node.model_file, expected_key=node.key, expected_config=key_config(node.config)
-                )
-                res = StageResult(
-                    node.config.name, node.key, node.model_file, meta.get("metrics", {}), meta["step"], True
-                )
+                res = StageResult.finished(node.model_file, node.key, node.config, who=_who(node))
             else:
                 if progress:
                     print(

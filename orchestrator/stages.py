@@ -30,7 +30,7 @@ from torch import nn
 from models.losses import create_loss, list_losses
 from models.registry import create_model, is_model, list_models, model_arguments
 from orchestrator.config import ConfigError, MaskConfig, flatten, from_dict, to_dict, to_yaml
-from orchestrator.data.crops import CropSampler
+from orchestrator.data.crops import CropSampler, tiles_per_image
 from orchestrator.evaluation import evaluate, infer, to_tensor
 from orchestrator.progress import Progress
 
@@ -228,6 +228,12 @@ class StageResult:
     steps: int
     reused: bool = False
 
+    @classmethod
+    def finished(cls, path: Path, key: str, cfg: StageConfig, *, who: str) -> StageResult:
+        """The result of a stage already trained into ``path`` (checked against ``key``)."""
+        meta, _ = load_finished(path, expected_key=key, expected_config=key_config(cfg), who=who)
+        return cls(cfg.name, key, path, meta.get("metrics", {}), meta.get("step", 0), reused=True)
+
 
 def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
     found = sorted(ckpt_dir.glob("step_*.pt"))
@@ -268,10 +274,7 @@ def train_stage(cfg: StageConfig, ctx: StageContext) -> StageResult:
     out = ctx.out_dir
     final = out / "model.pt"
     if final.is_file():
-        meta, _ = load_finished(final, expected_key=ctx.key, expected_config=key_config(cfg), who=cfg.name)
-        return StageResult(
-            cfg.name, ctx.key, final, meta.get("metrics", {}), meta.get("step", 0), reused=True
-        )
+        return StageResult.finished(final, ctx.key, cfg, who=cfg.name)
     missing = [u for u in cfg.upstream if u not in ctx.upstream]
     if missing:
         raise UpstreamError(f"{cfg.name}: upstream stage(s) {missing} not loaded")
@@ -397,8 +400,6 @@ def _resume(ckpt_dir: Path, key: str, model: nn.Module, opt, sched) -> int:
 
 def steps_per_epoch(cfg: TrainConfig, sizes: list[tuple[int, int]]) -> int:
     """Steps in one epoch: ``cfg.steps_per_epoch`` if set, else the data's tiles over the batch."""
-    from orchestrator.data.crops import tiles_per_image
-
     if cfg.steps_per_epoch > 0:
         return cfg.steps_per_epoch
     tiles = sum(tiles_per_image(h, w, tile=cfg.epoch_tile, stride=cfg.epoch_stride) for h, w in sizes)
