@@ -1,13 +1,15 @@
-"""Train and evaluate the ablation catalogue: the originals, L-1..L-5, S-1, S-2 and AP-BSN.
+"""Train and evaluate the ablation catalogue as Ray Tune trials, tracked in MLflow.
 
-``python jobs/ablations.py [--profile smoke|paper|FILE.yaml] [--ablations ssid,S-2] [--data DIR]
-[--out OUT] [--set key=value ...]``
+``python jobs/ablations.py`` alone runs every catalogue entry under the CPU-sized ``smoke`` profile
+on an embedded local Ray, on synthetic SIDD-layout data, with MLflow at ``sqlite:///<cwd>/mlflow.db``.
+On a cluster: ``ray job submit --working-dir . -- python jobs/ablations.py --profile paper
+--data /data/SIDD --out /shared/runs`` (the job attaches to the cluster).
 
-Stages run one after another in this process; each finished stage is kept in ``OUT/stages`` under
-its content key and reused by every later run or ablation that needs the same computation (SSID
-and S-2 share their BNN). An interrupted run resumes from each stage's last checkpoint. The results
-table (``OUT/results.md``, ``OUT/results.csv``) puts the measured numbers beside the published ones.
-``--list`` prints the catalogue; ``--print-config`` the resolved study config.
+Each stage is a trial that starts when its upstream stages are done. A stage whose content key
+already has a finished run (in ``OUT/stages`` or MLflow) is reused, not trained: SSID and S-2 share
+their BNN, and a second run of the same job trains nothing. An interrupted job resumes each
+unfinished stage from its last checkpoint when started again (``--resume`` reuses the saved
+config). The results table is printed and written to ``OUT/results.md`` and ``OUT/results.csv``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.ablations import catalogue, load_profile, resolve, selected
+from orchestrator.ablations import StudyConfig, catalogue, load_profile, resolve, selected
 from orchestrator.cli import add_config_arguments, flag_overrides
-from orchestrator.config import ConfigError, to_yaml
+from orchestrator.cluster import ClusterError
+from orchestrator.config import ConfigError, apply_overrides, from_yaml_text, to_yaml
+from orchestrator.data.shards import ShardError
 from orchestrator.data.sidd import DatasetError
 from orchestrator.stages import UpstreamError
 
@@ -32,20 +36,43 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--ablations", metavar="A,B", help="comma-separated catalogue names (default: all)")
     ap.add_argument("--data", metavar="DIR", help="SIDD root (default: synthetic data)")
     ap.add_argument("--out", metavar="OUT", help="output folder (default: runs)")
+    ap.add_argument("--tracking-uri", metavar="URI", help="MLflow URI (default sqlite:///<cwd>/mlflow.db)")
+    ap.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    ap.add_argument("--storage", metavar="DIR_OR_URI", help="Tune's storage path (default OUT/ray_results)")
+    ap.add_argument("--resume", action="store_true", help="continue the study saved in OUT/study.yaml")
     ap.add_argument("--list", action="store_true", help="list the catalogue and exit")
     add_config_arguments(ap, example="train.ssid.steps=1000")
     return ap.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+_FLAGS = {
+    "ablations": "ablations",
+    "data": "data.root",
+    "out": "out",
+    "tracking_uri": "tracking.uri",
+    "storage": "trial.storage",
+}
+
+
+def load_study(args: argparse.Namespace) -> StudyConfig:
+    """The study of the command line, or with ``--resume`` the one saved by the previous run."""
     if args.ablations:
         args.ablations = args.ablations.split(",")
-    flags = flag_overrides(args, {"ablations": "ablations", "data": "data.root", "out": "out"})
+    flags = flag_overrides(args, _FLAGS)
+    flags += ["tracking.enabled=false"] if args.no_tracking else []
+    if args.resume:
+        saved = Path(args.out or "runs") / "study.yaml"
+        if not saved.is_file():
+            raise ConfigError("--resume", f"{saved} does not exist: no study to resume in that folder")
+        return apply_overrides(from_yaml_text(StudyConfig, saved.read_text()), [*flags, *args.overrides])
+    return load_profile(args.profile, [*flags, *args.overrides])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     try:
-        study = load_profile(args.profile, [*flags, *args.overrides])
-        names = selected(study)
-        for name in names:
+        study = load_study(args)
+        for name in selected(study):
             resolve(study, name)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -58,20 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(to_yaml(study), end="")
         return 0
-    from orchestrator.study import run_study
+    from orchestrator.study import print_summary, run_study
 
     try:
-        run_study(study)
-    except (ConfigError, DatasetError, UpstreamError, ValueError, FloatingPointError) as exc:
+        outcome = run_study(study)
+    except (ConfigError, DatasetError, UpstreamError, ClusterError, ShardError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(
-            f"interrupted: finished stages and checkpoints are kept in {study.out}; run again to resume",
+            f"interrupted: finished stages and checkpoints are kept in {study.out}; "
+            "run the same command again (or add --resume) to finish",
             file=sys.stderr,
         )
         return 130
-    return 0
+    print_summary(outcome)
+    return 1 if outcome.failed else 0
 
 
 if __name__ == "__main__":

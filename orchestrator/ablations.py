@@ -21,7 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from orchestrator.config import ConfigError, DataConfig, build, merge, to_dict
+from orchestrator.config import (
+    ConfigError,
+    DataConfig,
+    RayConfig,
+    TrackingConfig,
+    TrialConfig,
+    build,
+    merge,
+    to_dict,
+)
 from orchestrator.stages import NOISY, ModelSpec, OptimConfig, StageConfig, TrainConfig, stage_from_dict
 
 Family = Literal["ssid", "lgbpn", "apbsn"]
@@ -171,6 +180,8 @@ class StudyConfig:
     ``stages``: train only these stage names (empty: all); the others must already be finished.
     ``pretrained``: ``<ablation>: {<stage>: <a finished model.pt>}`` used instead of training it
     (``--set pretrained.ssid.bnn=runs/stages/bnn-.../model.pt``).
+    ``name``: the study's name (MLflow experiment). ``trial``: resources and retries of each stage's
+    Tune trial. ``ray``: where Ray runs. ``tracking``: MLflow (``experiment`` empty: the name).
     """
 
     profile: str = "paper"
@@ -184,6 +195,15 @@ class StudyConfig:
     custom: dict[str, dict[str, Any]] = field(default_factory=dict)
     stages: tuple[str, ...] = ()
     pretrained: dict[str, dict[str, str]] = field(default_factory=dict)
+    name: str = ""
+    trial: TrialConfig = TrialConfig()
+    ray: RayConfig = RayConfig()
+    tracking: TrackingConfig = TrackingConfig(experiment="")
+
+    @property
+    def study_name(self) -> str:
+        """The MLflow experiment and Tune experiment prefix: ``name``, else ``ablations-<profile>``."""
+        return self.name or f"ablations-{self.profile}"
 
 
 def load_profile(profile: str = "paper", overrides: tuple[str, ...] | list[str] = ()) -> StudyConfig:

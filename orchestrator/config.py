@@ -282,6 +282,29 @@ class RayConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrialConfig:
+    """How each stage runs as a Ray Tune trial.
+
+    ``cpu``/``gpu``: resources of one trial (``gpu`` unset: 1 when the cluster has GPUs, else 0;
+    fractions share a device). ``custom``: extra Ray resources, e.g. ``{accelerator_h100: 1}``.
+    ``max_failures``: retries of a failed trial, each from its last checkpoint. ``storage``: Tune's
+    storage path, shared by every node on a cluster (empty: ``<out>/ray_results``).
+    ``report_every``: steps between two results reported to Tune (and buffered for MLflow, which
+    receives them at each checkpoint). ``tile_cache_mb``: tiles a trial keeps in memory.
+    ``max_concurrent``: trials at once (0: as many as the resources allow).
+    """
+
+    cpu: float = 1.0
+    gpu: float | None = None
+    custom: dict[str, float] = dataclasses.field(default_factory=dict)
+    max_failures: int = 2
+    storage: str = ""
+    report_every: int = 10
+    tile_cache_mb: int = 1024
+    max_concurrent: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class TrackingConfig:
     """MLflow. ``uri`` empty: ``sqlite:///<cwd>/mlflow.db``; relative paths are made absolute."""
 

@@ -64,11 +64,12 @@ def evaluate(
     was_training = model.training
     model.eval()
     acc = MetricAccumulator()
+    device = next(model.parameters(), torch.empty(0)).device
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for start in range(0, n, batch):
-                out = to_images(infer(model, to_tensor(noisy[start : start + batch])))
+                out = to_images(infer(model, to_tensor(noisy[start : start + batch]).to(device)))
                 acc.update(out, clean[start : start + len(out)])
                 for j in range(max(0, min(samples - start, len(out)))):
                     i = start + j

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -153,14 +154,16 @@ class LocalData:
         return [im.shape[:2] for im in self.images]
 
 
-def _load_upstream(node: PlannedStage) -> dict:
+def load_upstream(upstream: Mapping[str, Any], *, who: str) -> dict:
+    """The frozen networks of finished upstream stages, ``{name: ref}`` with ``ref.key``,
+    ``ref.path`` (the stage folder) and ``ref.config``; each checked against its key first."""
     nets = {}
-    for name, up in node.upstream.items():
+    for name, up in upstream.items():
         _, state = load_finished(
-            up.model_file,
+            Path(up.path) / "model.pt",
             expected_key=up.key,
             expected_config=key_config(up.config),
-            who=f"{node.ablation}.{node.config.name}: upstream {name!r}",
+            who=f"{who}: upstream {name!r}",
         )
         net = build_model(up.config.model, seed=up.config.train.seed)
         net.load_state_dict(state)
@@ -174,7 +177,7 @@ def run_stage(
     study: StudyConfig,
     *,
     progress: bool = True,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, dict], None] | None = None,
 ) -> StageResult:
     """Train one planned stage (or find it finished), its upstream stages loaded and checked first."""
     if node.pretrained:
@@ -185,7 +188,7 @@ def run_stage(
         sampler_images=data.images,
         sampler_names=data.names,
         validation=data.validation,
-        upstream=_load_upstream(node),
+        upstream=load_upstream(node.upstream, who=_who(node)),
         steps_per_epoch=steps_per_epoch(node.config.train, data.sizes),
         eval_final_blocks=study.eval.blocks,
         eval_samples=study.eval.samples,
@@ -203,7 +206,7 @@ def run_local(
     data: LocalData,
     *,
     progress: bool = True,
-    on_step: Callable[[str, int, float], None] | None = None,
+    on_step: Callable[[str, int, dict], None] | None = None,
 ) -> dict[str, dict[str, StageResult]]:
     """Train every planned stage in order in this process (no Ray); stages already finished in the
     store are reused. Returns ``{ablation: {stage: result}}``."""
@@ -223,7 +226,7 @@ def run_local(
                         flush=True,
                     )
                 hook = (
-                    (lambda s, loss, _n=f"{pa.entry.name}.{node.config.name}": on_step(_n, s, loss))
+                    (lambda s, rec, _n=f"{pa.entry.name}.{node.config.name}": on_step(_n, s, rec))
                     if on_step
                     else None
                 )

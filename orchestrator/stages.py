@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -227,12 +228,14 @@ class StageResult:
     metrics: dict[str, float]
     steps: int
     reused: bool = False
+    train_s: float = 0.0  # training and final evaluation, in the session that finished it
 
     @classmethod
     def finished(cls, path: Path, key: str, cfg: StageConfig, *, who: str) -> StageResult:
         """The result of a stage already trained into ``path`` (checked against ``key``)."""
         meta, _ = load_finished(path, expected_key=key, expected_config=key_config(cfg), who=who)
-        return cls(cfg.name, key, path, meta.get("metrics", {}), meta.get("step", 0), reused=True)
+        metrics, step = meta.get("metrics", {}), meta.get("step", 0)
+        return cls(cfg.name, key, path, metrics, step, reused=True, train_s=meta.get("train_s", 0.0))
 
 
 def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
@@ -240,11 +243,17 @@ def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _save_checkpoint(ckpt_dir: Path, step: int, state: dict, keep: int) -> None:
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:09d}.pt"
+
+
+def _save_checkpoint(ckpt_dir: Path, step: int, state: dict, keep: int) -> Path:
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_save(state, ckpt_dir / f"step_{step:09d}.pt")
+    path = ckpt_dir / checkpoint_name(step)
+    _atomic_save(state, path)
     for old in sorted(ckpt_dir.glob("step_*.pt"))[: -max(1, keep)]:
         old.unlink()
+    return path
 
 
 # ------------------------------------------------------------------------------------------- train
@@ -256,7 +265,7 @@ class StageContext:
 
     key: str
     out_dir: Path
-    sampler_images: list[np.ndarray]
+    sampler_images: Sequence[np.ndarray]
     sampler_names: list[str]
     validation: tuple[np.ndarray, np.ndarray] | None
     upstream: dict[str, nn.Module] = field(default_factory=dict)
@@ -265,8 +274,15 @@ class StageContext:
     eval_samples: int = 4
     eval_batch: int = 8
     progress: bool = True
-    on_step: Callable[[int, float], None] | None = None
+    sampler_shapes: list[tuple[int, int]] | None = None
+    device: str = ""  # '' -> cuda when there is one, else cpu
+    on_start: Callable[[int], None] | None = None  # step training starts (or resumes) from
+    on_step: Callable[[int, dict], None] | None = None  # step, {"step", "loss", "lr", val*...}
+    on_checkpoint: Callable[[int, Path], None] | None = None
     meta_extra: dict[str, Any] = field(default_factory=dict)
+
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def train_stage(cfg: StageConfig, ctx: StageContext) -> StageResult:
@@ -283,12 +299,16 @@ def train_stage(cfg: StageConfig, ctx: StageContext) -> StageResult:
         torch.set_num_threads(t.threads)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(to_yaml(cfg))
-    model = build_model(cfg.model, seed=t.seed)
+    device = ctx.torch_device()
+    model = build_model(cfg.model, seed=t.seed).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=t.optim.lr, betas=t.optim.betas)
     sched = make_scheduler(opt, t, ctx.steps_per_epoch)
     for net in ctx.upstream.values():
-        net.eval().requires_grad_(False)
+        net.to(device).eval().requires_grad_(False)
     step = _resume(out / "checkpoints", ctx.key, model, opt, sched)
+    if ctx.on_start is not None:
+        ctx.on_start(step)
+    started = time.perf_counter()
     step = _fit(cfg, ctx, model, opt, sched, step)
     metrics: dict[str, float] = {}
     if ctx.validation is not None:
@@ -302,9 +322,11 @@ def train_stage(cfg: StageConfig, ctx: StageContext) -> StageResult:
             sample_dir=out / "samples",
         )
     meta = {"format": FORMAT, "key": ctx.key, "name": cfg.name, "config": key_config(cfg), "step": step}
-    _atomic_save({"meta": {**meta, "metrics": metrics, **ctx.meta_extra}, "model": model.state_dict()}, final)
+    meta["train_s"] = time.perf_counter() - started  # this session's training and evaluation
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _atomic_save({"meta": {**meta, "metrics": metrics, **ctx.meta_extra}, "model": weights}, final)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    return StageResult(cfg.name, ctx.key, final, metrics, step)
+    return StageResult(cfg.name, ctx.key, final, metrics, step, train_s=meta["train_s"])
 
 
 def _fit(cfg: StageConfig, ctx: StageContext, model: nn.Module, opt, sched, step: int) -> int:
@@ -319,7 +341,9 @@ def _fit(cfg: StageConfig, ctx: StageContext, model: nn.Module, opt, sched, step
         batch=t.batch,
         seed=t.seed,
         augment=t.augment,
+        shapes=ctx.sampler_shapes,
     )
+    device = ctx.torch_device()
     bar = Progress(f"{cfg.name} {ctx.key[:8]}", total) if ctx.progress else None
     if bar and step:
         bar.done = step
@@ -327,7 +351,7 @@ def _fit(cfg: StageConfig, ctx: StageContext, model: nn.Module, opt, sched, step
     model.train()
     with _open_history(ctx.out_dir / "history.jsonl", step) as history:
         while step < total:
-            x = to_tensor(sampler.batch(step))
+            x = to_tensor(sampler.batch(step)).to(device)
             with torch.no_grad():
                 targets = [x if name == NOISY else infer(ctx.upstream[name], x) for name in cfg.targets]
             loss = loss_fn(model(x), *targets)
@@ -350,11 +374,15 @@ def _fit(cfg: StageConfig, ctx: StageContext, model: nn.Module, opt, sched, step
             if step % t.checkpoint_every == 0 and step < total:
                 history.flush()
                 state = _state(ctx.key, step, model, opt, sched)
-                _save_checkpoint(ctx.out_dir / "checkpoints", step, state, t.keep_checkpoints)
+                path = _save_checkpoint(ctx.out_dir / "checkpoints", step, state, t.keep_checkpoints)
+            else:
+                path = None
             if bar:
                 bar.update(note=f"loss {record['loss']:.4g}")
             if ctx.on_step is not None:
-                ctx.on_step(step, record["loss"])
+                ctx.on_step(step, record)
+            if path is not None and ctx.on_checkpoint is not None:
+                ctx.on_checkpoint(step, path)
     return step
 
 
@@ -374,6 +402,7 @@ def _state(key: str, step: int, model: nn.Module, opt, sched) -> dict:
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict() if sched is not None else {},
         "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
 
@@ -395,6 +424,8 @@ def _resume(ckpt_dir: Path, key: str, model: nn.Module, opt, sched) -> int:
     if sched is not None:
         sched.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["torch_rng"])
+    if blob.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(blob["cuda_rng"])
     return int(blob["meta"]["step"])
 
 

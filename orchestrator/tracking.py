@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.config import TrackingConfig
 
-__all__ = ["Tracker", "resolve_uri", "safe_params", "parse_run_uri"]
+__all__ = ["Tracker", "resolve_uri", "safe_params", "parse_run_uri", "STAGE_KEY", "STAGE_DONE"]
 
 _SECRET = re.compile(r"(token|secret|password|passwd|api[_-]?key|access[_-]?key|credential)", re.IGNORECASE)
 _MAX_PARAM = 6000  # MLflow's limit on a param value's length
@@ -130,6 +130,20 @@ class Tracker:
         for i in range(0, len(items), 1000):
             self.client.log_batch(run_id, metrics=items[i : i + 1000])
 
+    def log_history(self, run_id: str, records: list[Mapping[str, Any]]) -> None:
+        """Log records ``{"step": k, name: value, ...}``, each value at its record's step."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, int(r["step"]))
+            for r in records
+            for k, v in r.items()
+            if k != "step" and isinstance(v, int | float)
+        ]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(run_id, metrics=items[i : i + 1000])
+
     def log_artifacts(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         """Log a file or a folder's contents."""
         path = Path(path)
@@ -150,3 +164,60 @@ class Tracker:
             return Path(self.client.download_artifacts(run_id, path, str(dst)))
         except (MlflowException, OSError) as exc:
             raise ValueError(f"run {run_id} has no artifact {path!r} ({exc})") from exc
+
+    # ------------------------------------------------------------------ studies: runs found by tags
+
+    def find_run(self, experiment_id: str, tags: Mapping[str, str]) -> str | None:
+        """The newest run of the experiment carrying all ``tags``, or None."""
+        clause = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs(
+            [experiment_id], filter_string=clause, max_results=1, order_by=["attributes.start_time DESC"]
+        )
+        return runs[0].info.run_id if runs else None
+
+    def open_run(
+        self,
+        name: str,
+        *,
+        experiment_id: str,
+        tags: Mapping[str, str],
+        parent_run_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> str:
+        """The run identified by ``tags`` (found again on a later job) or a new one; left RUNNING.
+
+        A job run twice on the same study therefore adds to the same parent and stage runs instead
+        of duplicating them.
+        """
+        ident = dict(tags) | ({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})
+        run_id = self.find_run(experiment_id, ident)
+        if run_id is None:
+            run_id = self.client.create_run(experiment_id, tags=ident, run_name=name).info.run_id
+            if params:
+                self.log_params(run_id, params)
+        elif self.client.get_run(run_id).info.status != "FINISHED":
+            self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        self.client.log_batch(run_id, tags=items)
+
+    def end(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+    def finished_stage(self, key: str) -> str | None:
+        """The run, in any experiment, that trained the stage with content ``key`` to the end."""
+        exps = [e.experiment_id for e in self.client.search_experiments()]
+        if not exps:
+            return None
+        clause = f"tags.`{STAGE_KEY}` = '{key}' and tags.`{STAGE_DONE}` = 'true'"
+        runs = self.client.search_runs(exps, filter_string=clause, max_results=1)
+        return runs[0].info.run_id if runs else None
+
+
+# Tags that make runs findable: the stage index of reuse, and parent/child identity.
+STAGE_KEY = "denoise.stage_key"
+STAGE_DONE = "denoise.stage_done"

@@ -41,6 +41,8 @@ class CropSampler:
         seed: the stream's seed.
         augment: transforms applied each with probability 0.5 (``rot90``: a random multiple of 90
             degrees instead).
+        shapes: (height, width) of each image, when reading ``images[i]`` is costly (tiles read
+            from shards on demand); taken from the images otherwise.
     """
 
     def __init__(
@@ -52,15 +54,13 @@ class CropSampler:
         batch: int,
         seed: int,
         augment: Sequence[str] = ("hflip", "vflip", "transpose"),
+        shapes: Sequence[tuple[int, int]] | None = None,
     ):
-        if not images:
+        if not len(images):
             raise ValueError("no training images")
         names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
-        small = [
-            f"{n} ({im.shape[0]}x{im.shape[1]})"
-            for n, im in zip(names, images, strict=True)
-            if min(im.shape[:2]) < patch
-        ]
+        shapes = [tuple(s) for s in shapes] if shapes is not None else [im.shape[:2] for im in images]
+        small = [f"{n} ({h}x{w})" for n, (h, w) in zip(names, shapes, strict=True) if min(h, w) < patch]
         if small:
             raise ValueError(
                 f"train.patch={patch} is larger than {len(small)} image(s): {', '.join(small[:3])}"
@@ -70,7 +70,8 @@ class CropSampler:
             raise ValueError(f"train.augment: unknown transform(s) {unknown}; known: {list(AUGMENTS)}")
         if patch < 1 or batch < 1:
             raise ValueError(f"train.patch and train.batch must be >= 1, got {patch} and {batch}")
-        self.images, self.patch, self.batch_size, self.seed = list(images), patch, batch, seed
+        self.images, self.shapes = images, shapes
+        self.patch, self.batch_size, self.seed = patch, batch, seed
         self.augment = tuple(augment)
 
     def batch(self, step: int) -> np.ndarray:
@@ -79,10 +80,11 @@ class CropSampler:
         p = self.patch
         out = np.empty((self.batch_size, p, p, 3), np.uint8)
         for i in range(self.batch_size):
-            img = self.images[int(rng.integers(len(self.images)))]
-            y = int(rng.integers(img.shape[0] - p + 1))
-            x = int(rng.integers(img.shape[1] - p + 1))
-            crop = img[y : y + p, x : x + p]
+            k = int(rng.integers(len(self.images)))
+            h, w = self.shapes[k]
+            y = int(rng.integers(h - p + 1))
+            x = int(rng.integers(w - p + 1))
+            crop = self.images[k][y : y + p, x : x + p]
             for t in self.augment:
                 if t == "rot90":
                     crop = np.rot90(crop, int(rng.integers(4)))

@@ -75,7 +75,7 @@ def test_demo_reports_config_and_dataset_errors(tmp_path: Path, capsys: pytest.C
     assert "synthetic:" in capsys.readouterr().out
 
 
-def test_ablations_job_lists_checks_and_trains(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_ablations_job_lists_checks_and_trains(ray_local, tmp_path: Path, capsys) -> None:
     from jobs import ablations
 
     assert ablations.main(["--list"]) == 0
@@ -101,8 +101,12 @@ def test_ablations_job_lists_checks_and_trains(tmp_path: Path, capsys: pytest.Ca
         "data.synthetic.val_blocks=2",
     ]
     args = ["--ablations", "S-2", "--out", str(out), "--set", f"data.cache_dir={tmp_path / 'data'}"]
+    args += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
     assert ablations.main([*args, *(a for t in tiny for a in ("--set", t))]) == 0
+    printed = capsys.readouterr().out
+    assert "| S-2 |" in printed and "mlflow ui --backend-store-uri sqlite:///" in printed
     table = (out / "results.csv").read_text().splitlines()
-    assert table[0].startswith("ablation,family,stage,psnr") and table[1].startswith("S-2,ssid,unet,")
+    assert table[0].startswith("ablation,family,stage,status,psnr")
+    assert table[1].startswith("S-2,ssid,unet,finished,")
     assert len(list((out / "stages").glob("*/model.pt"))) == 3
     assert list((out / "stages").glob("unet-*/samples/block_0000.png"))

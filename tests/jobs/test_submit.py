@@ -100,3 +100,37 @@ def test_correlation_job_under_ray_job_submit(head, synthetic_tree: Path, tmp_pa
     assert "10 maps, 0 NaN, 0 errors" in done.stdout
     assert np.load(out / "pooled_map.npy").shape == (7, 7)
     assert (out / "per_image.parquet").is_file() and (out / "figures" / "pooled_map_log.png").is_file()
+
+
+def test_ablations_job_under_ray_job_submit(head, tmp_path: Path) -> None:
+    """The main job attaches to the cluster and trains there, exactly as run locally."""
+    out = tmp_path / "runs"
+    sets = [
+        "train.apbsn.steps=4",
+        "train.apbsn.batch=1",
+        "train.apbsn.patch=30",
+        "train.apbsn.checkpoint_every=2",
+        "models.apbsn.r3_t=1",
+        "eval.samples=1",
+        f"data.cache_dir={tmp_path / 'data'}",
+        "data.synthetic.scenes=2",
+        "data.synthetic.size=[96,128]",
+        "data.synthetic.val_images=1",
+        "data.synthetic.val_blocks=2",
+        "data.synthetic.block_size=40",
+    ]
+    cmd = [str(BIN / "ray"), "job", "submit", "--working-dir", str(ROOT), "--", "python", "jobs/ablations.py"]
+    cmd += [
+        "--ablations",
+        "apbsn",
+        "--out",
+        str(out),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
+    cmd += [a for s in sets for a in ("--set", s)]
+    done = subprocess.run(cmd, env=head, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "succeeded" in done.stdout + done.stderr
+    assert "| apbsn |" in done.stdout and "trained 1 stage(s)" in done.stdout
+    assert (out / "results.csv").read_text().splitlines()[1].startswith("apbsn,apbsn,bsn,finished,")

@@ -1,11 +1,9 @@
-"""Training stages on real SIDD-layout files: the smoke catalogue, bit-identical resume, and the
+"""Training stages on real SIDD-layout files: bit-identical resume, and the
 errors a stage gives before training when its upstream is missing or from another config."""
 
 from __future__ import annotations
 
 import json
-import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +16,6 @@ from orchestrator.data.dataset import resolve as resolve_data
 from orchestrator.data.sidd import load_validation
 from orchestrator.plan import LocalData, plan, run_local
 from orchestrator.stages import UpstreamError
-from orchestrator.study import run_study
 
 # A small SSID for the resume and error tests: few steps, checkpoints every 2.
 TINY = [
@@ -123,21 +120,3 @@ def test_missing_or_foreign_upstream_fails_before_training(smoke_data, tmp_path)
     study = _tiny(cache, f"pretrained.ssid.bnn={tmp_path / 'nowhere' / 'model.pt'}")
     with pytest.raises(UpstreamError, match="nowhere/model.pt does not exist"):
         plan(study, index, store=store)
-
-
-@pytest.mark.slow
-def test_smoke_catalogue_trains_and_ssid_beats_s2(smoke_data, tmp_path):
-    cache, _, _ = smoke_data
-    study = load_profile("smoke", [f"data.cache_dir={cache}", f"out={tmp_path / 'run'}"])
-    table = {r["ablation"]: r for r in run_study(study, progress=False)}
-    assert set(table) == {"lgbpn", "L-1", "L-2", "L-3", "L-4", "L-5", "ssid", "S-1", "S-2", "apbsn"}
-    for name, row in table.items():
-        for m in ("psnr", "ssim", "ssim_uniform7"):
-            assert math.isfinite(row[m]), (name, m, row[m])
-        assert row["blocks"] == 24
-    assert table["ssid"]["psnr"] > table["S-2"]["psnr"] + 0.5, (table["ssid"], table["S-2"])
-    assert table["ssid"]["ssim"] > table["S-2"]["ssim"] + 0.1
-    run = Path(study.out)
-    assert (run / "results.md").read_text().count("\n") == 12
-    # SSID and S-2 share their BNN: one folder in the store.
-    assert len(list((run / "stages").glob("bnn-*"))) == 2  # SSID/S-2's BNN, and S-1's stage 1

@@ -1,0 +1,86 @@
+"""Sweep config values of one or more ablations as Ray Tune trials, tracked in MLflow.
+
+``python jobs/sweep.py --space configs/sweeps/lgbpn_lr.yaml [--profile smoke|paper]
+[--ablations A,B] [--data DIR] [--out OUT] [--tracking-uri URI] [--set key=value ...]``
+
+The sweep file gives the search space over dotted config keys (grid, choice, uniform,
+loguniform, randint, quniform), the number of random samples, and optionally ASHA early stopping;
+see ``orchestrator/sweep.py``. Every variant is reported as ``<ablation>[<values>]`` in the table
+and as a parent run in MLflow (experiment ``sweep-<file name>``). Stages that a variant's values
+do not change are trained once for all of them, and a rerun trains only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from orchestrator.ablations import load_profile, resolve, selected
+from orchestrator.cli import add_config_arguments, flag_overrides
+from orchestrator.cluster import ClusterError
+from orchestrator.config import ConfigError
+from orchestrator.data.shards import ShardError
+from orchestrator.data.sidd import DatasetError
+from orchestrator.stages import UpstreamError
+
+_FLAGS = {"data": "data.root", "out": "out", "tracking_uri": "tracking.uri", "storage": "trial.storage"}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--space", required=True, type=Path, help="the sweep file (YAML)")
+    ap.add_argument("--profile", default="smoke", help="smoke (default), paper, or a YAML file")
+    ap.add_argument("--ablations", metavar="A,B", help="override the sweep file's ablations")
+    ap.add_argument("--data", metavar="DIR", help="SIDD root (default: synthetic data)")
+    ap.add_argument("--out", metavar="OUT", help="output folder (default: runs/sweep-<file name>)")
+    ap.add_argument("--tracking-uri", metavar="URI", help="MLflow URI (default sqlite:///<cwd>/mlflow.db)")
+    ap.add_argument("--storage", metavar="DIR_OR_URI", help="Tune's storage path (default OUT/ray_results)")
+    add_config_arguments(ap, example="train.lgbpn.steps=100")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from orchestrator.sweep import load_sweep, search_options, variants
+
+    args = parse(argv)
+    name = f"sweep-{args.space.stem}"
+    args.out = args.out or f"runs/{name}"
+    try:
+        sweep = load_sweep(args.space)
+        if args.ablations:
+            sweep = type(sweep)(**{**sweep.__dict__, "ablations": tuple(args.ablations.split(","))})
+        flags = [f"name={json.dumps(name)}", *flag_overrides(args, _FLAGS)]
+        base = load_profile(args.profile, [*flags, *args.overrides])
+        studies = variants(base, sweep)
+        for v in studies:
+            for ablation in selected(v.study):
+                resolve(v.study, ablation)
+    except (ConfigError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"[sweep] {len(studies)} variant(s) of {list(sweep.ablations) or 'every ablation'}", flush=True)
+    if args.print_config:
+        for v in studies:
+            print(f"{v.label}: {v.values}")
+        return 0
+    from orchestrator.study import print_summary, run_variants
+
+    try:
+        outcome = run_variants(studies, search=search_options(sweep))
+    except (ConfigError, DatasetError, UpstreamError, ClusterError, ShardError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: finished stages are kept in {base.out}; run again to finish", file=sys.stderr)
+        return 130
+    print_summary(outcome)
+    return 1 if outcome.failed and sweep.asha is None else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""The main job on real Ray Tune, Ray Data and an MLflow sqlite store: stage graph order, patch
+shards, reuse within and across jobs, MLflow's parent and child runs, failures, resources."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from jobs import ablations
+from orchestrator.data.shards import TileSet, build_shards, tile_origins
+from orchestrator.data.sidd import index_sidd, read_png
+from orchestrator.tracking import STAGE_DONE, STAGE_KEY
+from orchestrator.tune import StageGraphSearcher, chain_lengths
+
+pytestmark = [pytest.mark.ray]
+
+# SSID-family stages a few steps long on a small synthetic tree.
+TINY = [
+    "train.ssid.steps=6",
+    "train.ssid.batch=2",
+    "train.ssid.checkpoint_every=2",
+    "trial.report_every=1",
+    "models.ssid_bnn.dim=8",
+    "models.ssid_unet.dim=8",
+    "models.ssid_lan.width=16",
+    "models.ssid_lan.blocks=1",
+    "eval.samples=1",
+    "data.synthetic.scenes=3",
+    "data.synthetic.size=[96,128]",
+    "data.synthetic.val_images=1",
+    "data.synthetic.val_blocks=2",
+    "data.synthetic.block_size=32",
+    "trial.max_failures=0",
+]
+
+
+def _run(tmp: Path, ablation_names: str, *extra: str) -> int:
+    args = ["--ablations", ablation_names, "--out", str(tmp / "runs")]
+    args += ["--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}"]
+    sets = [f"data.cache_dir={tmp / 'data'}", *TINY, *extra]
+    return ablations.main([*args, *(a for s in sets for a in ("--set", s))])
+
+
+def _runs(tmp: Path) -> list:
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("ablations-smoke")
+    return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_searcher_releases_stages_after_their_upstream():
+    deps = {
+        "bnn": set(),
+        "lan": {"bnn"},
+        "unet": {"bnn", "lan"},
+        "bsn": set(),
+        "after_bad": {"bad"},
+        "bad": set(),
+    }
+    cost = {"bnn": 10, "lan": 1, "unet": 1, "bsn": 5, "bad": 1, "after_bad": 1}
+    lengths = chain_lengths(deps, cost)
+    assert lengths["bnn"] == 12 and lengths["bsn"] == 5
+    s = StageGraphSearcher(deps, lengths)
+    first = [s.suggest(f"t{i}") for i in range(3)]
+    assert [c["key"] for c in first] == ["bnn", "bsn", "bad"]  # longest chain first
+    assert s.suggest("t3") is None  # the rest wait on running stages
+    s.on_trial_complete("t2", error=True)
+    s.on_trial_complete("t0", result={"stage_done": 1})
+    assert s.suggest("t4") == {"key": "lan"}
+    s.on_trial_complete("t4", result={"loss": 1.0})  # stopped early: no stage_done
+    s.on_trial_complete("t1", result={"stage_done": 1})
+    assert s.suggest("t5") == s.FINISHED  # unet and after_bad can never run
+    assert s.done == {"bnn", "bsn"} and s.stopped == {"bad", "lan"}
+
+
+def test_patch_shards_hold_every_tile(ray_local, synthetic_tree, tmp_path):
+    assert tile_origins(100, tile=40, stride=30) == [0, 30, 60]
+    assert tile_origins(512, tile=512, stride=384) == [0] and tile_origins(30, tile=40, stride=30) == [0]
+    index = index_sidd(synthetic_tree)
+    folder = build_shards(index.pairs, tmp_path / "s", tile=64, stride=48, progress=False)
+    tiles = TileSet(folder, cache_bytes=64 * 64 * 3 * 2)  # a cache of two tiles: reads from disk
+    img = read_png(index.pairs[1].noisy_path)  # 96 x 128: 2 x 3 tiles
+    per_image = len(tile_origins(96, tile=64, stride=48)) * len(tile_origins(128, tile=64, stride=48))
+    assert len(tiles) == per_image * len(index.pairs)
+    for i, (y, x) in enumerate((y, x) for y in (0, 32) for x in (0, 48, 64)):
+        assert np.array_equal(tiles[per_image + i], img[y : y + 64, x : x + 64])
+    assert tiles.shapes[0] == (64, 64) and "tile 0" in tiles.names[0]
+    mtime = (folder / "manifest.json").stat().st_mtime_ns
+    build_shards(index.pairs, folder, tile=64, stride=48, progress=False)  # complete: not cut again
+    assert (folder / "manifest.json").stat().st_mtime_ns == mtime
+
+
+def test_stages_are_reused_within_and_across_jobs(ray_local, tmp_path, capsys):
+    assert _run(tmp_path, "S-2") == 0
+    printed = capsys.readouterr().out
+    assert "trained 3 stage(s), reused 0" in printed
+    client, runs = _runs(tmp_path)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert [p.info.run_name for p in parents] == ["S-2"] and len(children) == 3
+    assert parents[0].data.metrics["psnr"] > 0 and parents[0].info.status == "FINISHED"
+    for child in children:
+        assert child.data.tags[STAGE_DONE] == "true" and child.info.status == "FINISHED"
+        names = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"model.pt", "config.yaml", "checkpoints", "samples", "history.jsonl"} <= names
+        ckpts = [a.path for a in client.list_artifacts(child.info.run_id, "checkpoints")]
+        assert ckpts == ["checkpoints/step_000000002.pt", "checkpoints/step_000000004.pt"]
+        history = client.get_metric_history(child.info.run_id, "loss")
+        assert sorted(m.step for m in history) == [1, 2, 3, 4, 5, 6]
+        assert child.data.params["train.steps"] == "6"
+    # The same job again trains nothing and adds no run.
+    assert _run(tmp_path, "S-2") == 0
+    assert "trained 0 stage(s), reused 3" in capsys.readouterr().out
+    assert len(_runs(tmp_path)[1]) == 4
+    # Adding SSID trains only its own LAN and UNet; its BNN is S-2's.
+    assert _run(tmp_path, "S-2,ssid") == 0
+    printed = capsys.readouterr().out
+    assert "trained 2 stage(s), reused 3" in printed and "ssid.lan" not in printed.split("reused")[0]
+    _, runs = _runs(tmp_path)
+    bnn = [r for r in runs if r.data.tags.get("denoise.stage") == "bnn"]
+    trained = [r for r in bnn if r.data.tags.get(STAGE_DONE) == "true"]
+    assert len(bnn) == 2 and len(trained) == 1  # the BNN trained once, used by both
+    (reused,) = [r for r in bnn if r is not trained[0]]
+    assert reused.data.tags["denoise.reused_from"] == trained[0].info.run_id
+    assert reused.data.tags[STAGE_KEY] == trained[0].data.tags[STAGE_KEY]
+    rows = (tmp_path / "runs" / "results.csv").read_text().splitlines()
+    assert rows[2].startswith("ssid,ssid,unet,finished,") and ",bnn," in rows[2]
+    assert (tmp_path / "runs" / "comparison_grid.png").is_file()
+    # Each attempt records where it started; none resumed here.
+    attempts = [
+        json.loads(x) for f in (tmp_path / "runs" / "stages").glob("*/attempts.jsonl") for x in f.open()
+    ]
+    assert len(attempts) == 5 and all(a["from_step"] == 0 for a in attempts)
+
+
+def test_a_failing_stage_stops_only_what_depends_on_it(ray_local, tmp_path, capsys):
+    # SSID's BNN asks for crops larger than the images: its trial fails, its LAN and UNet never
+    # start, and S-2's own LAN (which needs no BNN) still finishes and is kept.
+    code = _run(
+        tmp_path, "ssid,S-2", "overrides.ssid.bnn.train.patch=200", "overrides.S-2.bnn.train.patch=200"
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "FAILED ssid.bnn" in err and "train.patch=200 is larger than" in err
+    assert "upstream ['ssid.bnn'] did not finish" in err
+    finished = list((tmp_path / "runs" / "stages").glob("lan-*/model.pt"))
+    assert len(finished) == 1  # S-2's LAN
+    _, runs = _runs(tmp_path)
+    parents = {r.info.run_name: r.info.status for r in runs if "mlflow.parentRunId" not in r.data.tags}
+    assert parents == {"ssid": "FAILED", "S-2": "FAILED"}  # S-2's UNet needs the BNN too
+    failed_bnn = [r for r in runs if r.data.tags.get("denoise.stage") == "bnn" and r.info.status == "FAILED"]
+    assert failed_bnn and "larger than" in failed_bnn[0].data.tags["denoise.error"]
+
+
+def test_unsatisfiable_resources_stop_before_anything_runs(ray_local, tmp_path, capsys):
+    assert _run(tmp_path, "S-2", "trial.gpu=1") == 1
+    err = capsys.readouterr().err
+    assert "no node of the cluster can run a stage" in err and "'GPU': 1.0" in err
+    assert not list((tmp_path / "runs").glob("stages/*/checkpoints"))
+
+
+def test_resume_continues_the_saved_study(ray_local, tmp_path, capsys):
+    assert _run(tmp_path, "apbsn", "train.apbsn.steps=2", "train.apbsn.patch=30", "models.apbsn.r3_t=1") == 0
+    capsys.readouterr()
+    out = tmp_path / "runs"
+    code = ablations.main(
+        ["--resume", "--out", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    )
+    assert code == 0
+    assert "trained 0 stage(s), reused 1" in capsys.readouterr().out
+    assert ablations.main(["--resume", "--out", str(tmp_path / "nothing")]) == 2
+    assert "no study to resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_whole_catalogue_with_no_arguments(ray_local, tmp_path, monkeypatch, capsys):
+    """``python jobs/ablations.py``: smoke profile, synthetic data, MLflow in the working folder."""
+    monkeypatch.chdir(tmp_path)
+    assert ablations.main([]) == 0
+    printed = capsys.readouterr().out
+    table = {r["ablation"]: r for r in _csv(tmp_path / "runs" / "results.csv")}
+    assert set(table) == {"lgbpn", "L-1", "L-2", "L-3", "L-4", "L-5", "ssid", "S-1", "S-2", "apbsn"}
+    for name, row in table.items():
+        for m in ("psnr", "ssim", "ssim_uniform7"):
+            assert math.isfinite(float(row[m])), (name, m, row[m])
+        assert row["blocks"] == "24" and row["status"] == "finished"
+    assert float(table["ssid"]["psnr"]) > float(table["S-2"]["psnr"]) + 0.5
+    assert float(table["ssid"]["ssim"]) > float(table["S-2"]["ssim"]) + 0.1
+    assert "| S-2 |" in printed and "trained 15 stage(s), reused 0" in printed
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("ablations-smoke")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = {r.info.run_name: r for r in runs if "mlflow.parentRunId" not in r.data.tags}
+    assert set(parents) == set(table)
+    assert all("psnr" in p.data.metrics and "ssim" in p.data.metrics for p in parents.values())
+    bnn_done = [r for r in runs if r.data.tags.get("denoise.stage") == "bnn" and r.data.tags.get(STAGE_DONE)]
+    assert len({r.data.tags[STAGE_KEY] for r in bnn_done}) == len(bnn_done) == 2  # SSID/S-2's once, S-1's
+    # Running it again trains nothing.
+    assert ablations.main([]) == 0
+    assert "trained 0 stage(s), reused 15" in capsys.readouterr().out
+
+
+def _csv(path: Path) -> list[dict]:
+    import csv
+
+    return list(csv.DictReader(path.open()))
+
+
+@pytest.mark.slow
+def test_tracking_through_a_real_mlflow_server(ray_local, mlflow_server, tmp_path, capsys):
+    """Runs, metrics and artifacts reach a tracking server over HTTP; artifacts are proxied into
+    its ``--artifacts-destination``, not written by the trials to their own disks."""
+    args = ["--ablations", "apbsn", "--out", str(tmp_path / "runs"), "--tracking-uri", mlflow_server["url"]]
+    sets = [f"data.cache_dir={tmp_path / 'data'}", *TINY, "train.apbsn.steps=2", "train.apbsn.patch=30"]
+    sets += ["train.apbsn.checkpoint_every=1", "models.apbsn.r3_t=1"]
+    assert ablations.main([*args, *(a for s in sets for a in ("--set", s))]) == 0
+    assert f"open {mlflow_server['url']}" in capsys.readouterr().out
+    client = MlflowClient(mlflow_server["url"])
+    exp = client.get_experiment_by_name("ablations-smoke")
+    runs = client.search_runs([exp.experiment_id])
+    (child,) = [r for r in runs if r.data.tags.get(STAGE_DONE) == "true"]
+    assert "checkpoints" in {a.path for a in client.list_artifacts(child.info.run_id)}
+    stored = list((mlflow_server["root"] / "artifacts").rglob("model.pt"))
+    assert len(stored) == 1 and stored[0].stat().st_size > 0
