@@ -56,3 +56,25 @@ def test_models_bench_runs(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     assert "ssid_lan" in out and "94,939" in out
     assert bench_models.main(["--families", "nope"]) == 2
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_orchestration_bench_reports_overhead_and_critical_path(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    sets = ["train.ssid.steps=4", "train.ssid.batch=1", "train.ssid.checkpoint_every=2", "eval.samples=0"]
+    sets += ["models.ssid_bnn.dim=8", "models.ssid_unet.dim=8", "models.ssid_lan.blocks=1"]
+    sets += ["data.synthetic.scenes=2", "data.synthetic.val_images=1", "data.synthetic.val_blocks=2"]
+    sets += [f"data.cache_dir={tmp_path / 'data'}"]
+    cmd = [sys.executable, str(root / "bench" / "orchestration.py"), "--ablations", "S-2", "--gpus", "3"]
+    cmd += ["--out", str(tmp_path / "b"), *(a for s in sets for a in ("--set", s))]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = done.stdout
+    assert "study: 3 trials" in out and "Tune+MLflow overhead" in out
+    assert "critical path: S-2.bnn -> S-2.unet" in out  # S-2's LAN needs no BNN: it runs beside it
+    ratio = float(out.split(" x critical path")[0].split("= ")[-1])
+    assert ratio >= 0.99  # the makespan cannot be shorter than its longest chain

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,13 @@ def head():
         str(dash),
         "--include-dashboard",
         "true",
+        # Every fixed default port on a free one: a second head in the same session must not
+        # meet the first one's agent ports (still in TIME_WAIT, or held by a slow exit).
+        *("--dashboard-agent-listen-port", str(_free_port())),
+        *("--dashboard-agent-grpc-port", str(_free_port())),
+        *("--runtime-env-agent-port", str(_free_port())),
+        *("--metrics-export-port", str(_free_port())),
+        *("--ray-client-server-port", str(_free_port())),
         "--disable-usage-stats",
         "--temp-dir",
         temp,
@@ -73,6 +81,17 @@ def head():
     finally:
         _stop(temp)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _submit(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """``ray job submit``, retried while the head's job agent is still starting (it comes up a
+    few seconds after ``ray start`` returns, later on a loaded machine)."""
+    deadline = time.monotonic() + 90
+    while True:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        if "No available agent to submit job" not in done.stderr or time.monotonic() > deadline:
+            return done
+        time.sleep(2)
 
 
 def test_correlation_job_under_ray_job_submit(head, synthetic_tree: Path, tmp_path: Path) -> None:
@@ -94,7 +113,7 @@ def test_correlation_job_under_ray_job_submit(head, synthetic_tree: Path, tmp_pa
         "3",
         "--no-tracking",
     ]
-    done = subprocess.run(cmd, env=head, capture_output=True, text=True, timeout=300)
+    done = _submit(cmd, head, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout + done.stderr
     assert "10 maps, 0 NaN, 0 errors" in done.stdout
@@ -129,7 +148,7 @@ def test_ablations_job_under_ray_job_submit(head, tmp_path: Path) -> None:
         f"sqlite:///{tmp_path / 'mlflow.db'}",
     ]
     cmd += [a for s in sets for a in ("--set", s)]
-    done = subprocess.run(cmd, env=head, capture_output=True, text=True, timeout=400)
+    done = _submit(cmd, head, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout + done.stderr
     assert "| apbsn |" in done.stdout and "trained 1 stage(s)" in done.stdout

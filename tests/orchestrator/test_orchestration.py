@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +227,16 @@ def test_tracking_through_a_real_mlflow_server(ray_local, mlflow_server, tmp_pat
     assert "checkpoints" in {a.path for a in client.list_artifacts(child.info.run_id)}
     stored = list((mlflow_server["root"] / "artifacts").rglob("model.pt"))
     assert len(stored) == 1 and stored[0].stat().st_size > 0
+
+
+def test_finished_stages_are_found_in_mlflow_when_the_store_is_gone(ray_local, tmp_path, capsys):
+    """MLflow is the stage index: with the stage folders deleted (another machine, a cleaned
+    disk), the job downloads each finished stage from its run instead of training it again."""
+    sets = ["train.apbsn.steps=2", "train.apbsn.patch=30", "models.apbsn.r3_t=1"]
+    assert _run(tmp_path, "apbsn", *sets) == 0
+    capsys.readouterr()
+    shutil.rmtree(tmp_path / "runs" / "stages")
+    assert _run(tmp_path, "apbsn", *sets) == 0
+    out = capsys.readouterr().out
+    assert "found finished in MLflow run" in out and "trained 0 stage(s), reused 1" in out
+    assert len(list((tmp_path / "runs" / "stages").glob("bsn-*/model.pt"))) == 1
