@@ -336,9 +336,11 @@ def _close_runs(tracker, planned, stages: dict[str, _Stage], parents, table, out
         row, run_id = rows[name], parents[name]
         metrics = {k: row[k] for k in ("psnr", "ssim", "ssim_uniform7", "train_s") if row.get(k) is not None}
         tracker.log_metrics(run_id, metrics)
-        tracker.set_tags(
-            run_id, {"denoise.status": row["status"], "denoise.reused_stages": row["reused"] or "-"}
-        )
+        tags = {"denoise.status": row["status"], "denoise.reused_stages": row["reused"] or "-"}
+        final = stages[pa.stages[-1].key].run_ids.get(name)
+        if final:  # the run holding the ablation's final model (what jobs/denoise.py follows)
+            tags["denoise.final_run"] = final
+        tracker.set_tags(run_id, tags)
         (out / "report").mkdir(exist_ok=True)
         (out / "report" / f"{_safe(name)}.yaml").write_text(
             "\n---\n".join(to_yaml(n.config) for n in pa.stages)

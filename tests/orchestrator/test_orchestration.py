@@ -104,6 +104,8 @@ def test_stages_are_reused_within_and_across_jobs(ray_local, tmp_path, capsys):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert [p.info.run_name for p in parents] == ["S-2"] and len(children) == 3
     assert parents[0].data.metrics["psnr"] > 0 and parents[0].info.status == "FINISHED"
+    unet = [c for c in children if c.data.tags["denoise.stage"] == "unet"][0]
+    assert parents[0].data.tags["denoise.final_run"] == unet.info.run_id
     for child in children:
         assert child.data.tags[STAGE_DONE] == "true" and child.info.status == "FINISHED"
         names = {a.path for a in client.list_artifacts(child.info.run_id)}
@@ -200,6 +202,10 @@ def test_the_whole_catalogue_with_no_arguments(ray_local, tmp_path, monkeypatch,
     assert all("psnr" in p.data.metrics and "ssim" in p.data.metrics for p in parents.values())
     bnn_done = [r for r in runs if r.data.tags.get("denoise.stage") == "bnn" and r.data.tags.get(STAGE_DONE)]
     assert len({r.data.tags[STAGE_KEY] for r in bnn_done}) == len(bnn_done) == 2  # SSID/S-2's once, S-1's
+    trained = [r for r in runs if r.data.tags.get(STAGE_DONE) == "true"]
+    assert len(trained) == 15
+    for r in trained:
+        assert client.list_artifacts(r.info.run_id, "checkpoints"), r.info.run_name
     # Running it again trains nothing.
     assert ablations.main([]) == 0
     assert "trained 0 stage(s), reused 15" in capsys.readouterr().out
