@@ -102,6 +102,10 @@ class BNN(nn.Module):
         self.out = nn.Conv2d(2 * dim, out_ch, 1)
         _kaiming(self, self.out)
 
+    # The four rotations are stacked along the batch, so height and width must be equal; tiled
+    # inference pads other shapes to a square first.
+    square_input = True
+
     def forward(self, x: torch.Tensor, *, shift: int | None = None) -> torch.Tensor:
         _check_size(x)
         b = x.shape[0]

@@ -1,0 +1,181 @@
+"""Load a denoiser from wherever its weights are: a stage's ``model.pt``, an MLflow run or model
+URI, or a state dict saved by one of the original implementations.
+
+Every file is read with ``torch.load(weights_only=True)``: tensors and plain containers only,
+nothing is ever executed. Each way it can fail is a :class:`CheckpointError` that says which
+source and why: missing, not a checkpoint, a training checkpoint instead of a model, weights of
+another architecture, an MLflow run or model that does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["CheckpointError", "Denoiser", "load_denoiser"]
+
+# Keys under which training scripts commonly nest a state dict.
+_WRAPPERS = ("state_dict", "model_state_dict", "model_weight", "denoiser", "net", "model", "params")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint source cannot give a denoiser."""
+
+
+@dataclass
+class Denoiser:
+    model: nn.Module
+    source: str
+    description: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def load_denoiser(
+    source: str,
+    *,
+    tracking_uri: str = "",
+    original: str = "",
+    original_kwargs: Mapping[str, Any] | None = None,
+) -> Denoiser:
+    """The network at ``source``, in eval mode on the CPU.
+
+    Args:
+        source: a ``model.pt`` written by a stage; ``runs:/<run id>[/<path>]`` (a stage's run, or
+            an ablation's parent run, followed to its final stage); ``models:/<name>/<version>``
+            or ``models:/<name>@<alias>`` (a registered model version, read from its run); or,
+            with ``original``, a state dict saved by an original implementation.
+        tracking_uri: the MLflow store for run and model URIs.
+        original: the original class (e.g. ``model.BNN`` or the names listed by
+            ``models.convert.CONVERTERS``), with ``original_kwargs`` its constructor arguments.
+    """
+    if source.startswith(("runs:/", "models:/")):
+        with tempfile.TemporaryDirectory() as tmp:
+            path, where = _download(source, tracking_uri, Path(tmp))
+            den = _from_file(path, source, original, original_kwargs)
+            den.description += f" ({where})"
+            return den
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{source}: no such file")
+    return _from_file(path, source, original, original_kwargs)
+
+
+def _download(uri: str, tracking_uri: str, dst: Path) -> tuple[Path, str]:
+    from mlflow.exceptions import MlflowException
+
+    from orchestrator.config import TrackingConfig
+    from orchestrator.tracking import Tracker, parse_run_uri
+
+    tracker = Tracker(TrackingConfig(uri=tracking_uri))
+    client = tracker.client
+    try:
+        if uri.startswith("models:/"):
+            name, _, version = uri[len("models:/") :].partition("/")
+            name, _, alias = name.partition("@")
+            mv = (
+                client.get_model_version_by_alias(name, alias)
+                if alias
+                else client.get_model_version(name, version)
+            )
+            run_id, artifact = mv.run_id, "model.pt"
+        else:
+            run_id, artifact = parse_run_uri(uri)
+        run = client.get_run(run_id)
+    except (MlflowException, ValueError) as exc:
+        raise CheckpointError(f"{uri}: not found in the MLflow store {tracker.uri} ({exc})") from None
+    final = run.data.tags.get("denoise.final_run")
+    if final and not artifact:  # an ablation's parent run: its final stage holds the model
+        run_id = final
+    try:
+        path = tracker.download(run_id, artifact or "model.pt", dst)
+    except ValueError as exc:
+        raise CheckpointError(f"{uri}: {exc}") from None
+    return path, f"MLflow run {run_id} in {tracker.uri}"
+
+
+def _load(path: Path, source: str) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, a zip error, a disallowed global: never executed
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{source}: not a checkpoint this tool can read safely (loaded with weights_only=True: "
+            f"tensors and plain containers only; {type(exc).__name__}: {reason})"
+        ) from None
+
+
+def _from_file(path: Path, source: str, original: str, original_kwargs: Mapping | None) -> Denoiser:
+    blob = _load(path, source)
+    if original:
+        return _from_original(blob, source, original, dict(original_kwargs or {}))
+    if not isinstance(blob, dict) or "model" not in blob or "meta" not in blob:
+        raise CheckpointError(
+            f"{source}: not a stage's model.pt (no meta header); for weights saved by an original "
+            "implementation, name its class with --original (and its arguments with --original-kwargs)"
+        )
+    meta = blob["meta"]
+    if "config" not in meta:
+        raise CheckpointError(
+            f"{source}: a training checkpoint (step {meta.get('step')}), not a finished stage; "
+            "use the stage's model.pt"
+        )
+    from orchestrator.config import from_dict
+    from orchestrator.stages import ModelSpec, build_model
+
+    spec = from_dict(ModelSpec, meta["config"]["model"], prefix="model")
+    model = build_model(spec, seed=0)
+    _load_state(model, blob["model"], source, spec.name)
+    args = json.dumps(spec.kwargs, sort_keys=True)
+    desc = f"{spec.name} {args}, stage {meta.get('name')} step {meta.get('step')}"
+    return Denoiser(model.eval(), source, desc, meta)
+
+
+def _load_state(model: nn.Module, state: Mapping, source: str, name: str) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()
+        raise CheckpointError(
+            f"{source}: its weights do not fit the {name} architecture ({' '.join(first[:3])[:400]})"
+        ) from None
+
+
+def _unwrap(blob: Any) -> Mapping[str, torch.Tensor] | None:
+    for _ in range(4):
+        if isinstance(blob, Mapping) and blob and all(isinstance(v, torch.Tensor) for v in blob.values()):
+            return blob
+        if not isinstance(blob, Mapping):
+            return None
+        inner = [blob[k] for k in _WRAPPERS if k in blob and isinstance(blob[k], Mapping)]
+        if len(inner) != 1 and len(blob) == 1:
+            inner = [next(iter(blob.values()))]
+        if len(inner) != 1:
+            return None
+        blob = inner[0]
+    return None
+
+
+def _from_original(blob: Any, source: str, constructor: str, kwargs: dict) -> Denoiser:
+    from models.convert import CONVERTERS, from_original
+
+    if constructor not in CONVERTERS:
+        raise CheckpointError(f"--original {constructor!r}: unknown; known: {sorted(CONVERTERS)}")
+    state = _unwrap(blob)
+    if state is None:
+        raise CheckpointError(f"{source}: holds no state dict of tensors")
+    try:
+        model = from_original(constructor, kwargs, state)
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(
+            f"{source}: its weights do not fit {constructor} with {kwargs} ({str(exc)[:400]})"
+        ) from None
+    return Denoiser(
+        model.eval(), source, f"{constructor} {json.dumps(kwargs, sort_keys=True)} (original weights)"
+    )

@@ -1,0 +1,189 @@
+"""sRGB images in and out: PNG, JPEG and TIFF, 8 and 16 bits per channel, three channels.
+
+``read_image`` returns the pixels as stored (uint8 or uint16, (H, W, 3)); ``write_image`` writes
+them back in the format its suffix names, keeping the bit depth (JPEG: 8 bits only). Pillow
+reduces 16-bit RGB PNGs to 8 bits, so those are decoded here (zlib and the five PNG row filters)
+and encoded here. Every failure is an :class:`ImageError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ImageError", "read_image", "write_image", "SUFFIXES", "to_model_range", "from_model_range"]
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+
+class ImageError(ValueError):
+    """An image cannot be used: unreadable, or not three-channel 8/16-bit sRGB."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+def _check(path: Path, a: np.ndarray) -> np.ndarray:
+    if a.dtype not in (np.uint8, np.uint16):
+        raise ImageError(path, f"{a.dtype} pixels; expected 8 or 16 bits per channel")
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 1):
+        raise ImageError(path, "one channel (grayscale); the denoisers take three-channel sRGB")
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ImageError(path, f"unexpected shape {a.shape}; expected (height, width, 3)")
+    if a.shape[2] == 4:
+        raise ImageError(path, "has an alpha channel; save it as RGB without alpha first")
+    return np.ascontiguousarray(a)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """The pixels of ``path``: uint8 or uint16, (H, W, 3)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ImageError(path, f"unsupported file type {suffix!r}; expected one of {list(SUFFIXES)}")
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            return _check(path, tifffile.imread(path))
+        head = path.read_bytes()[:33]
+        if suffix == ".png" and head[:8] == _PNG_SIG and head[24] == 16:
+            return _check(path, _read_png16(path))
+        from PIL import Image
+
+        with Image.open(path) as im:
+            if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                raise ImageError(path, "has an alpha channel; save it as RGB without alpha first")
+            if im.mode in ("L", "I;16", "I;16B", "I", "1"):
+                raise ImageError(path, "one channel (grayscale); the denoisers take three-channel sRGB")
+            return _check(path, np.asarray(im.convert("RGB") if im.mode == "P" else im))
+    except ImageError:
+        raise
+    except Exception as exc:  # every decoder's own error type
+        raise ImageError(path, f"cannot be read as an image ({type(exc).__name__}: {exc})") from None
+
+
+def write_image(path: str | Path, pixels: np.ndarray) -> None:
+    """Write uint8 or uint16 (H, W, 3) ``pixels`` in the format of ``path``'s suffix."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(path, pixels, photometric="rgb")
+    elif suffix == ".png" and pixels.dtype == np.uint16:
+        _write_png16(path, pixels)
+    elif pixels.dtype != np.uint8:
+        raise ImageError(path, f"{suffix} holds 8 bits per channel, got {pixels.dtype}")
+    else:
+        from PIL import Image
+
+        kwargs = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+        Image.fromarray(pixels).save(path, **kwargs)
+
+
+def to_model_range(pixels: np.ndarray) -> np.ndarray:
+    """float32 in [0, 255], the range the networks were trained in (16 bits: divided by 257)."""
+    x = pixels.astype(np.float32)
+    return x / 257.0 if pixels.dtype == np.uint16 else x
+
+
+def from_model_range(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Back to ``dtype``, rounded half up and clipped (as the metrics quantize)."""
+    if np.dtype(dtype) == np.uint16:
+        return np.clip(np.floor(x * 257.0 + 0.5), 0, 65535).astype(np.uint16)
+    return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------- 16-bit PNG
+
+
+def _chunks(data: bytes, path: Path):
+    pos = 8
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if len(body) != length:
+            raise ImageError(path, "truncated PNG")
+        yield kind, body
+        pos += 12 + length
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    data = path.read_bytes()
+    ihdr, idat = None, []
+    for kind, body in _chunks(data, path):
+        if kind == b"IHDR":
+            ihdr = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"tRNS":
+            raise ImageError(path, "has an alpha channel; save it as RGB without alpha first")
+    if ihdr is None or not idat:
+        raise ImageError(path, "not a complete PNG (no IHDR or IDAT)")
+    width, height, depth, color, _, _, interlace = ihdr
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(color)
+    if channels is None:
+        raise ImageError(path, f"unsupported PNG color type {color}")
+    if interlace:
+        raise ImageError(path, "interlaced 16-bit PNG; save it without interlacing")
+    bpp = 2 * channels
+    stride = width * bpp
+    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
+    if raw.size != height * (stride + 1):
+        raise ImageError(path, "PNG data does not match its size")
+    rows = raw.reshape(height, stride + 1)
+    out = np.zeros((height, stride), np.uint8)
+    prev = np.zeros(stride, np.uint8)
+    for y in range(height):
+        out[y] = prev = _unfilter(int(rows[y, 0]), rows[y, 1:], prev, bpp, path)
+    pixels = out.view(">u2").reshape(height, width, channels).astype(np.uint16)
+    return pixels[..., 0] if channels == 1 else pixels
+
+
+def _unfilter(kind: int, line: np.ndarray, prev: np.ndarray, bpp: int, path: Path) -> np.ndarray:
+    if kind == 0:
+        return line.copy()
+    if kind == 2:
+        return line + prev
+    if kind == 1:  # Sub: a running sum per byte lane
+        lanes = line.reshape(-1, bpp).astype(np.int64)
+        return (np.cumsum(lanes, axis=0) % 256).astype(np.uint8).ravel()
+    if kind not in (3, 4):
+        raise ImageError(path, f"bad PNG row filter {kind}")
+    cur = bytearray(line.tobytes())
+    up = prev.tobytes()
+    for i in range(len(cur)):
+        a = cur[i - bpp] if i >= bpp else 0
+        b = up[i]
+        if kind == 3:
+            cur[i] = (cur[i] + ((a + b) >> 1)) & 0xFF
+        else:
+            c = up[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            cur[i] = (cur[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+    return np.frombuffer(bytes(cur), np.uint8)
+
+
+def _write_png16(path: Path, pixels: np.ndarray) -> None:
+    h, w, c = pixels.shape
+    body = np.ascontiguousarray(pixels.astype(">u2").reshape(h, w * c)).view(np.uint8)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), body], axis=1).tobytes()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(
+        _PNG_SIG + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    )
+    tmp.replace(path)
