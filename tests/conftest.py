@@ -36,7 +36,10 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        # address="local": always a new instance, never a cluster some other process started here
+        ray.init(
+            address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING"
+        )
     yield ray
     ray.shutdown()
 
