@@ -22,7 +22,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.ablations import StudyConfig, catalogue, load_profile, resolve, selected
-from orchestrator.cli import add_config_arguments, flag_overrides
+from orchestrator.cli import STUDY_FLAGS, add_config_arguments, add_study_arguments, run_overrides
 from orchestrator.cluster import ClusterError
 from orchestrator.config import ConfigError, apply_overrides, from_yaml_text, to_yaml
 from orchestrator.data.shards import ShardError
@@ -32,34 +32,22 @@ from orchestrator.stages import UpstreamError
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default="smoke", help="smoke (CPU-sized, default), paper, or a YAML file")
     ap.add_argument("--ablations", metavar="A,B", help="comma-separated catalogue names (default: all)")
-    ap.add_argument("--data", metavar="DIR", help="SIDD root (default: synthetic data)")
-    ap.add_argument("--out", metavar="OUT", help="output folder (default: runs)")
-    ap.add_argument("--tracking-uri", metavar="URI", help="MLflow URI (default sqlite:///<cwd>/mlflow.db)")
-    ap.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
-    ap.add_argument("--storage", metavar="DIR_OR_URI", help="Tune's storage path (default OUT/ray_results)")
+    add_study_arguments(ap, out="runs")
     ap.add_argument("--resume", action="store_true", help="continue the study saved in OUT/study.yaml")
     ap.add_argument("--list", action="store_true", help="list the catalogue and exit")
     add_config_arguments(ap, example="train.ssid.steps=1000")
     return ap.parse_args(argv)
 
 
-_FLAGS = {
-    "ablations": "ablations",
-    "data": "data.root",
-    "out": "out",
-    "tracking_uri": "tracking.uri",
-    "storage": "trial.storage",
-}
+_FLAGS = STUDY_FLAGS | {"ablations": "ablations"}
 
 
 def load_study(args: argparse.Namespace) -> StudyConfig:
     """The study of the command line, or with ``--resume`` the one saved by the previous run."""
     if args.ablations:
         args.ablations = args.ablations.split(",")
-    flags = flag_overrides(args, _FLAGS)
-    flags += ["tracking.enabled=false"] if args.no_tracking else []
+    flags = run_overrides(args, _FLAGS)
     if args.resume:
         saved = Path(args.out or "runs") / "study.yaml"
         if not saved.is_file():

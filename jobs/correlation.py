@@ -20,34 +20,28 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.cli import add_config_arguments, flag_overrides, resolve_config
+from orchestrator.cli import RUN_FLAGS, add_config_arguments, add_run_arguments, resolve_config, run_overrides
 from orchestrator.cluster import ClusterError
 from orchestrator.config import CorrelationConfig
 from orchestrator.correlation_job import JobStateError, run_correlation
 from orchestrator.data.sidd import DatasetError
 
 # Flags that are shorthands for config keys (applied before --set).
-_FLAGS = {
-    "data": "data.root",
-    "out": "out",
+_FLAGS = RUN_FLAGS | {
     "radius": "radius",
     "statistic": "statistic",
     "workers": "workers",
     "max_pairs": "max_pairs",
-    "tracking_uri": "tracking.uri",
 }
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", metavar="DIR", help="SIDD root (default: synthetic data)")
-    ap.add_argument("--out", metavar="OUT", help="output folder (default: correlation_out)")
+    add_run_arguments(ap, out="correlation_out")
     ap.add_argument("--radius", type=int, metavar="R", help="map radius; 10 gives 21x21 (default 10)")
     ap.add_argument("--statistic", choices=["rgb_pearson", "pearson"], help="default rgb_pearson")
     ap.add_argument("--workers", type=int, metavar="N", help="concurrent pairs (default: one per CPU)")
     ap.add_argument("--max-pairs", type=int, metavar="N", help="only the first N pairs (0: all)")
-    ap.add_argument("--tracking-uri", metavar="URI", help="MLflow URI (default sqlite:///<cwd>/mlflow.db)")
-    ap.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     ap.add_argument("--strict", action="store_true", help="stop on any bad dataset file")
     add_config_arguments(ap, example="figures.outlier_threshold=0.1")
     return ap.parse_args(argv)
@@ -55,8 +49,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    flags = flag_overrides(args, _FLAGS)
-    flags += ["tracking.enabled=false"] if args.no_tracking else []
+    flags = run_overrides(args, _FLAGS)
     flags += ["strict=true"] if args.strict else []
     cfg, code = resolve_config(CorrelationConfig, args, flags)
     if cfg is None:

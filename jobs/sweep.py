@@ -21,25 +21,19 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.ablations import load_profile, resolve, selected
-from orchestrator.cli import add_config_arguments, flag_overrides
+from orchestrator.cli import STUDY_FLAGS, add_config_arguments, add_study_arguments, run_overrides
 from orchestrator.cluster import ClusterError
 from orchestrator.config import ConfigError
 from orchestrator.data.shards import ShardError
 from orchestrator.data.sidd import DatasetError
 from orchestrator.stages import UpstreamError
 
-_FLAGS = {"data": "data.root", "out": "out", "tracking_uri": "tracking.uri", "storage": "trial.storage"}
-
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", required=True, type=Path, help="the sweep file (YAML)")
-    ap.add_argument("--profile", default="smoke", help="smoke (default), paper, or a YAML file")
     ap.add_argument("--ablations", metavar="A,B", help="override the sweep file's ablations")
-    ap.add_argument("--data", metavar="DIR", help="SIDD root (default: synthetic data)")
-    ap.add_argument("--out", metavar="OUT", help="output folder (default: runs/sweep-<file name>)")
-    ap.add_argument("--tracking-uri", metavar="URI", help="MLflow URI (default sqlite:///<cwd>/mlflow.db)")
-    ap.add_argument("--storage", metavar="DIR_OR_URI", help="Tune's storage path (default OUT/ray_results)")
+    add_study_arguments(ap, out="runs/sweep-<file name>")
     add_config_arguments(ap, example="train.lgbpn.steps=100")
     return ap.parse_args(argv)
 
@@ -54,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep = load_sweep(args.space)
         if args.ablations:
             sweep = type(sweep)(**{**sweep.__dict__, "ablations": tuple(args.ablations.split(","))})
-        flags = [f"name={json.dumps(name)}", *flag_overrides(args, _FLAGS)]
+        flags = [f"name={json.dumps(name)}", *run_overrides(args, STUDY_FLAGS)]
         base = load_profile(args.profile, [*flags, *args.overrides])
         studies = variants(base, sweep)
         for v in studies:

@@ -1,4 +1,5 @@
-"""What every job's command line shares: ``--config FILE``, ``--set key=value``, ``--print-config``."""
+"""What the jobs' command lines share: ``--config FILE``, ``--set key=value``, ``--print-config``,
+and the data, output and tracking options of the jobs that run on a dataset."""
 
 from __future__ import annotations
 
@@ -55,3 +56,29 @@ def resolve_config(cls: type[T], args: argparse.Namespace, flags: Iterable[str] 
         print(to_yaml(cfg), end="")
         return None, 0
     return cfg, 0
+
+
+# Shorthand options and the config keys they set, for jobs that read a dataset and log to MLflow.
+RUN_FLAGS = {"data": "data.root", "out": "out", "tracking_uri": "tracking.uri"}
+# ... and for the jobs that run a study as Tune trials.
+STUDY_FLAGS = RUN_FLAGS | {"storage": "trial.storage"}
+
+
+def add_run_arguments(ap: argparse.ArgumentParser, *, out: str) -> None:
+    """``--data``, ``--out``, ``--tracking-uri``, ``--no-tracking``."""
+    ap.add_argument("--data", metavar="DIR", help="SIDD root (default: synthetic data)")
+    ap.add_argument("--out", metavar="OUT", help=f"output folder (default: {out})")
+    ap.add_argument("--tracking-uri", metavar="URI", help="MLflow URI (default sqlite:///<cwd>/mlflow.db)")
+    ap.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+
+
+def add_study_arguments(ap: argparse.ArgumentParser, *, out: str) -> None:
+    """``--profile`` and ``--storage`` besides :func:`add_run_arguments`' options."""
+    ap.add_argument("--profile", default="smoke", help="smoke (CPU-sized, default), paper, or a YAML file")
+    add_run_arguments(ap, out=out)
+    ap.add_argument("--storage", metavar="DIR_OR_URI", help="Tune's storage path (default OUT/ray_results)")
+
+
+def run_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
+    """:func:`flag_overrides` plus ``tracking.enabled=false`` for ``--no-tracking``."""
+    return flag_overrides(args, flags) + (["tracking.enabled=false"] if args.no_tracking else [])
