@@ -1,0 +1,144 @@
+"""Faults injected into real runs: a trial's worker killed, the driver killed, a diverging loss.
+
+Each job runs as its own process on its own local Ray (``ray.address=local``), as a user runs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.ray]
+
+DATA = [
+    "data.synthetic.scenes=3",
+    "data.synthetic.size=[96,128]",
+    "data.synthetic.val_images=1",
+    "data.synthetic.val_blocks=2",
+    "data.synthetic.block_size=32",
+    "eval.samples=0",
+    "ray.address=local",
+]
+SMALL_SSID = ["models.ssid_bnn.dim=8", "models.ssid_unet.dim=8", "models.ssid_lan.width=16"]
+SMALL_SSID += ["models.ssid_lan.blocks=1", "train.ssid.batch=2"]
+
+
+def _cmd(tmp: Path, out: Path, ablation: str, sets: list[str]) -> list[str]:
+    cmd = [sys.executable, str(ROOT / "jobs" / "ablations.py"), "--ablations", ablation, "--out", str(out)]
+    cmd += ["--tracking-uri", f"sqlite:///{out}.db"]
+    return cmd + [a for s in [f"data.cache_dir={tmp / 'data'}", *DATA, *sets] for a in ("--set", s)]
+
+
+def _start(cmd: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, cwd=log.parent
+    )
+
+
+def _wait_for(pattern: str, root: Path, job: subprocess.Popen, log: Path, timeout: float = 240) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(root.glob(pattern))
+        if found:
+            return found[0]
+        assert job.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.1)
+    raise AssertionError(f"nothing matched {pattern} in {timeout} s: {log.read_text()[-3000:]}")
+
+
+def _stop_group(job: subprocess.Popen) -> None:
+    """Whatever the job's process group still runs (its local Ray), stopped."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+
+
+def _weights(stage_dir: Path) -> dict:
+    return torch.load(stage_dir / "model.pt", weights_only=True)["model"]
+
+
+def _attempts(stage_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (stage_dir / "attempts.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_killed_trial_worker_resumes_to_the_same_weights(tmp_path):
+    sets = [*SMALL_SSID, 'stages=["bnn"]', "train.ssid.steps=240", "train.ssid.checkpoint_every=20"]
+    straight = subprocess.run(
+        _cmd(tmp_path, tmp_path / "straight", "ssid", sets), capture_output=True, text=True, timeout=400
+    )
+    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
+    log = tmp_path / "killed.log"
+    job = _start(_cmd(tmp_path, tmp_path / "killed", "ssid", sets), log)
+    try:
+        ckpt = _wait_for("stages/bnn-*/checkpoints/step_000000060.pt", tmp_path / "killed", job, log)
+        stage = ckpt.parents[1]
+        os.kill(_attempts(stage)[0]["pid"], signal.SIGKILL)  # the Ray worker running the trial
+        assert job.wait(timeout=400) == 0, log.read_text()[-3000:]
+    finally:
+        _stop_group(job)
+    attempts = _attempts(stage)
+    assert len(attempts) == 2 and attempts[1]["from_step"] >= 60
+    (reference,) = (tmp_path / "straight" / "stages").glob("bnn-*")
+    a, b = _weights(reference), _weights(stage)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_killed_driver_then_rerun_retrains_nothing_finished(tmp_path):
+    # S-2: its BNN and LAN are independent and short; its UNet waits for both and is long.
+    sets = [*SMALL_SSID, "train.ssid.steps=30", "train.ssid.checkpoint_every=10"]
+    sets += ["overrides.S-2.unet.train.steps=400", "overrides.S-2.unet.train.checkpoint_every=20"]
+    out = tmp_path / "runs"
+    cmd = _cmd(tmp_path, out, "S-2", sets)
+    log = tmp_path / "first.log"
+    job = _start(cmd, log)
+    try:
+        ckpt = _wait_for("stages/unet-*/checkpoints/step_000000060.pt", out, job, log)
+        os.kill(job.pid, signal.SIGKILL)  # the driver only: Tune's snapshot may now lag the disk
+    finally:
+        _stop_group(job)
+    saved = max(int(p.stem.split("_")[1]) for p in ckpt.parent.glob("step_*.pt"))
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "trained 1 stage(s), reused 2" in again.stdout
+    for name in ("bnn", "lan"):
+        (stage,) = out.glob(f"stages/{name}-*")
+        assert len(_attempts(stage)) == 1  # finished before the kill: never started again
+    (unet,) = out.glob("stages/unet-*")
+    attempts = _attempts(unet)
+    assert len(attempts) == 2 and attempts[1]["from_step"] == saved  # at most one interval lost
+    assert torch.load(unet / "model.pt", weights_only=True)["meta"]["step"] == 400
+
+
+def test_divergence_stops_the_stage_and_keeps_its_checkpoints(ray_local, tmp_path, capsys):
+    from jobs import ablations
+
+    sets = ["train.apbsn.steps=6", "train.apbsn.batch=1", "train.apbsn.patch=30", "models.apbsn.r3_t=1"]
+    sets += ["train.apbsn.checkpoint_every=1", "train.apbsn.optim.lr=1e30", "trial.max_failures=0"]
+    sets += [f"data.cache_dir={tmp_path / 'data'}", *DATA[:-1]]
+    uri = f"sqlite:///{tmp_path / 'db'}"
+    args = ["--ablations", "apbsn", "--out", str(tmp_path / "runs"), "--tracking-uri", uri]
+    assert ablations.main([*args, *(a for s in sets for a in ("--set", s))]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED apbsn.bsn" in err and "loss is nan" in err
+    (stage,) = (tmp_path / "runs" / "stages").glob("bsn-*")
+    assert (stage / "checkpoints" / "step_000000001.pt").is_file() and not (stage / "model.pt").exists()
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("ablations-smoke").experiment_id])
+    (child,) = [r for r in runs if r.data.tags.get("denoise.stage") == "bsn"]
+    assert child.info.status == "FAILED" and "loss is nan" in child.data.tags["denoise.error"]
+    assert "denoise.stage_done" not in child.data.tags
+    assert [a.path for a in client.list_artifacts(child.info.run_id, "checkpoints")]
