@@ -73,11 +73,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(to_yaml(study), end="")
         return 0
-    from orchestrator.study import print_summary, run_study
+    from orchestrator.study import TrackingError, print_summary, run_study
 
     try:
         outcome = run_study(study)
-    except (ConfigError, DatasetError, UpstreamError, ClusterError, ShardError, ValueError) as exc:
+    except (
+        ConfigError,
+        DatasetError,
+        UpstreamError,
+        ClusterError,
+        ShardError,
+        TrackingError,
+        ValueError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -62,11 +62,19 @@ def main(argv: list[str] | None = None) -> int:
         for v in studies:
             print(f"{v.label}: {v.values}")
         return 0
-    from orchestrator.study import print_summary, run_variants
+    from orchestrator.study import TrackingError, print_summary, run_variants
 
     try:
         outcome = run_variants(studies, search=search_options(sweep))
-    except (ConfigError, DatasetError, UpstreamError, ClusterError, ShardError, ValueError) as exc:
+    except (
+        ConfigError,
+        DatasetError,
+        UpstreamError,
+        ClusterError,
+        ShardError,
+        TrackingError,
+        ValueError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -306,11 +306,14 @@ class TrialConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrackingConfig:
-    """MLflow. ``uri`` empty: ``sqlite:///<cwd>/mlflow.db``; relative paths are made absolute."""
+    """MLflow. ``uri`` empty: ``sqlite:///<cwd>/mlflow.db``; relative paths are made absolute.
+    ``wait_s``: how long a finished stage waits for an unreachable tracking server before its
+    trial fails (metrics and checkpoints are queued meanwhile, never dropped)."""
 
     enabled: bool = True
     uri: str = ""
     experiment: str = "noise-correlation"
+    wait_s: float = 600.0
 
 
 @dataclasses.dataclass(frozen=True)

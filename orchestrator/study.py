@@ -28,7 +28,7 @@ from pathlib import Path
 from orchestrator import report
 from orchestrator.ablations import StudyConfig, catalogue
 from orchestrator.cluster import connect
-from orchestrator.config import TrackingConfig, flatten, to_yaml
+from orchestrator.config import flatten, to_yaml
 from orchestrator.data.dataset import resolve as resolve_data
 from orchestrator.data.shards import build_shards, shard_dir
 from orchestrator.data.sidd import load_validation
@@ -36,6 +36,10 @@ from orchestrator.plan import PlannedAblation, PlannedStage, data_key, plan
 from orchestrator.stages import StageResult, key_config, steps_per_epoch
 
 __all__ = ["Variant", "StudyOutcome", "run_study", "run_variants"]
+
+
+class TrackingError(RuntimeError):
+    """MLflow cannot be reached when the job starts."""
 
 
 @dataclass
@@ -104,7 +108,12 @@ def run_variants(
     (out / "study.yaml").write_text(to_yaml(base))
     with connect(base.ray, quiet=True) as resources:
         tracker = _tracker(base)
-        exp_id = tracker.experiment(base.tracking.experiment or base.study_name) if tracker else ""
+        try:
+            exp_id = tracker.experiment(base.tracking.experiment or base.study_name) if tracker else ""
+        except Exception as exc:  # nothing has run yet: stop with the reason
+            raise TrackingError(
+                f"cannot reach MLflow at {tracker.uri} ({type(exc).__name__}: {exc})"
+            ) from None
         _find_finished(stages, tracker, say)
         todo = {k: s for k, s in stages.items() if s.state == "train"}
         say(
@@ -124,9 +133,15 @@ def run_variants(
         grid = _grid(planned, stages, out)
         (out / "results.csv").write_text(report.to_csv(table))
         (out / "results.md").write_text(report.to_markdown(table))
+        failed = {_label(s): s.error for s in stages.values() if s.error}
         if tracker:
-            _close_runs(tracker, planned, stages, parents, table, out, grid)
-    failed = {_label(s): s.error for s in stages.values() if s.error}
+            try:
+                _close_runs(tracker, planned, stages, parents, table, out, grid)
+            except Exception as exc:  # the results are on disk; a rerun records them
+                failed["mlflow"] = (
+                    f"could not record the results at {tracker.uri} ({type(exc).__name__}: {exc}); "
+                    f"they are in {out}, and running the job again records them"
+                )
     return StudyOutcome(
         table=table,
         failed=failed,
@@ -147,7 +162,7 @@ def _tracker(study: StudyConfig):
         return None
     from orchestrator.tracking import Tracker
 
-    return Tracker(TrackingConfig(uri=study.tracking.uri, experiment=study.tracking.experiment))
+    return Tracker(study.tracking)
 
 
 def _unique_stages(planned: list[tuple[Variant, PlannedAblation]]) -> dict[str, _Stage]:
@@ -224,6 +239,7 @@ class _TrainJob:
             report_every=t.report_every,
             tracking_uri=self.tracker.uri if self.tracker else "",
             run_id=s.run_ids.get(s.users[0], ""),
+            tracking_wait_s=self.study.tracking.wait_s,
             meta_extra={"ablation": s.users[0], "upstream": {n: u.key for n, u in node.upstream.items()}},
         )
 

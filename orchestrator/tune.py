@@ -15,7 +15,6 @@ to Tune every ``report_every`` steps and to the stage's MLflow run at each check
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -82,6 +81,7 @@ class StageTask:
     report_every: int = 10
     tracking_uri: str = ""
     run_id: str = ""
+    tracking_wait_s: float = 600.0
     meta_extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -168,57 +168,127 @@ def chain_lengths(deps: Mapping[str, set[str]], cost: Mapping[str, float]) -> di
 # ---------------------------------------------------------------------------------- the trial
 
 
-class TrialLog:
-    """A stage run's metrics, buffered and sent to MLflow in batches (at each checkpoint and at
-    the end), and the run's status. Without a run id it does nothing."""
+class TrackingUnavailable(RuntimeError):
+    """MLflow stayed out of reach longer than the trial waits for it at the end of a stage."""
 
-    def __init__(self, uri: str, run_id: str):
-        self.run_id = run_id
+
+class TrialLog:
+    """A stage run's metrics and artifacts on their way to MLflow, and the run's status.
+
+    Metrics are buffered and sent in batches (at each checkpoint and at the end). Nothing is lost
+    while the tracking server is out of reach: a batch or an artifact that cannot be sent stays
+    queued, training goes on, and the queue is sent at the next checkpoint. At the end of the
+    stage the log waits up to ``wait_s`` for the server; if it is still away, the trial fails with
+    :class:`TrackingUnavailable` and the run is never marked finished (a retry of the trial, or a
+    rerun of the job, finds the finished ``model.pt`` and records it then). Without a run id the
+    log does nothing.
+    """
+
+    def __init__(
+        self, uri: str, run_id: str, *, spool: Path | None = None, wait_s: float = 600.0, quiet: bool = False
+    ):
+        self.run_id, self.spool, self.wait_s, self.quiet = run_id, spool, wait_s, quiet
         self.tracker = None
         if uri and run_id:
             from orchestrator.config import TrackingConfig
             from orchestrator.tracking import Tracker
 
+            # One quick attempt per call: the queue, not MLflow's own minutes of retries, waits.
+            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
             self.tracker = Tracker(TrackingConfig(uri=uri))
         self.buffer: list[dict] = []
+        self.pending: list[tuple[Path, str | None]] = []
+        self.unsent_since: float | None = None
+
+    def _try(self, fn, *args) -> bool:
+        try:
+            fn(*args)
+        except Exception as exc:  # the server away, a timeout, a refused connection
+            if self.unsent_since is None:
+                self.unsent_since = time.monotonic()
+                if not self.quiet:
+                    print(f"[tracking] MLflow unreachable ({type(exc).__name__}); queueing", flush=True)
+            return False
+        return True
 
     def start(self, step: int) -> None:
         if self.tracker:
-            self.tracker.client.update_run(self.run_id, status="RUNNING")
-            self.tracker.set_tags(self.run_id, {"denoise.started_at_step": step})
+            self._try(self.tracker.client.update_run, self.run_id, "RUNNING")
+            self._try(self.tracker.set_tags, self.run_id, {"denoise.started_at_step": step})
 
     def add(self, record: dict) -> None:
         if self.tracker:
             self.buffer.append(record)
 
-    def flush(self) -> None:
-        if self.tracker and self.buffer:
-            self.tracker.log_history(self.run_id, self.buffer)
-            self.buffer = []
-
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        if self.tracker and path.exists():
-            self.tracker.log_artifacts(self.run_id, path, artifact_path)
+        """Queue ``path`` and send the queue. A file is first linked into the spool folder, so the
+        stage may delete it (``keep_checkpoints``) before an outage ends without losing it."""
+        if not self.tracker:
+            return
+        if self.spool is not None and path.is_file():
+            self.spool.mkdir(parents=True, exist_ok=True)
+            queued = self.spool / path.name
+            queued.unlink(missing_ok=True)
+            try:
+                os.link(path, queued)
+            except OSError:
+                shutil.copyfile(path, queued)
+            path = queued
+        self.pending.append((path, artifact_path))
+        self.flush()
+
+    def flush(self) -> bool:
+        """Send what is queued; True when nothing is left."""
+        if not self.tracker:
+            return True
+        if self.buffer and self._try(self.tracker.log_history, self.run_id, self.buffer):
+            self.buffer = []
+        left = []
+        for path, where in self.pending:
+            if not path.exists():
+                continue
+            if not self._try(self.tracker.log_artifacts, self.run_id, path, where):
+                left.append((path, where))
+            elif self.spool is not None and path.parent == self.spool:
+                path.unlink()
+        self.pending = left
+        done = not self.buffer and not self.pending
+        if done and self.unsent_since is not None:
+            if not self.quiet:
+                away = time.monotonic() - self.unsent_since
+                print(f"[tracking] MLflow reachable again after {away:.0f} s; queue sent", flush=True)
+            self.unsent_since = None
+        return done
 
     def finish(self, result: StageResult, out: Path) -> None:
         if not self.tracker:
             return
         from orchestrator.tracking import STAGE_DONE
 
-        self.flush()
-        self.tracker.log_metrics(self.run_id, result.metrics, step=result.steps)
+        self.buffer.append({"step": result.steps, **result.metrics})
         for name in ("model.pt", "config.yaml", "metrics.json", "history.jsonl"):
-            self.artifact(out / name)
-        self.artifact(out / "samples", "samples")
-        self.tracker.set_tags(self.run_id, {STAGE_DONE: "true"})
-        self.tracker.end(self.run_id, "FINISHED")
+            self.pending.append((out / name, None))
+        self.pending.append((out / "samples", "samples"))
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            sent = self.flush() and self._try(self.tracker.set_tags, self.run_id, {STAGE_DONE: "true"})
+            if sent and self._try(self.tracker.end, self.run_id, "FINISHED"):
+                return
+            if time.monotonic() > deadline:
+                raise TrackingUnavailable(
+                    f"MLflow at {self.tracker.uri} unreachable for {self.wait_s:.0f} s at the end of the "
+                    f"stage; its model is saved in {out} and is recorded when the job runs again"
+                )
+            time.sleep(min(5.0, max(0.5, self.wait_s / 20)))
 
     def fail(self, exc: BaseException) -> None:
-        if self.tracker:
-            with contextlib.suppress(Exception):
-                self.flush()
-                self.tracker.set_tags(self.run_id, {"denoise.error": f"{type(exc).__name__}: {exc}"[:5000]})
-                self.tracker.end(self.run_id, "FAILED")
+        if self.tracker and not isinstance(exc, TrackingUnavailable):
+            self.flush()
+            self._try(
+                self.tracker.set_tags, self.run_id, {"denoise.error": f"{type(exc).__name__}: {exc}"[:5000]}
+            )
+            self._try(self.tracker.end, self.run_id, "FAILED")
 
 
 def _step_of(path: Path) -> int:
@@ -256,7 +326,7 @@ def stage_trainable(config: dict, *, tasks: Mapping[str, StageTask], validation)
     cfg = task.config
     out = Path(task.path)
     torch.set_num_threads(cfg.train.threads or task.threads)
-    log = TrialLog(task.tracking_uri, task.run_id)
+    log = TrialLog(task.tracking_uri, task.run_id, spool=out / ".mlflow-queue", wait_s=task.tracking_wait_s)
     try:
         _adopt_tune_checkpoint(out / "checkpoints")
         tiles = TileSet(task.shards, cache_bytes=task.tile_cache_bytes)
@@ -273,8 +343,7 @@ def stage_trainable(config: dict, *, tasks: Mapping[str, StageTask], validation)
                 tune.report(dict(record))
 
         def on_checkpoint(step: int, path: Path) -> None:  # called right after on_step(step)
-            log.flush()
-            log.artifact(path, "checkpoints")
+            log.artifact(path, "checkpoints")  # also sends the buffered metrics
             with tempfile.TemporaryDirectory() as d:
                 shutil.copyfile(path, Path(d) / checkpoint_name(step))
                 tune.report(dict(last), checkpoint=tune.Checkpoint.from_directory(d))

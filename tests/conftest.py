@@ -44,42 +44,64 @@ def ray_local():
     ray.shutdown()
 
 
-@pytest.fixture
-def mlflow_server(tmp_path: Path):
-    """A real ``mlflow server`` on loopback with proxied artifacts; yields its URL and folders."""
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+class MlflowServer:
+    """A real ``mlflow server`` on loopback with proxied artifacts, which a test can stop and
+    start again on the same port, store and artifact folder."""
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    root = tmp_path / "mlflow-server"
-    root.mkdir()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'server.db'}"]
-    cmd += ["--artifacts-destination", str(root / "artifacts")]
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    def __init__(self, root: Path):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.root = root
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self) -> None:
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1"]
+        cmd += ["--port", str(self.port), "--workers", "1"]
+        cmd += ["--backend-store-uri", f"sqlite:///{self.root / 'server.db'}"]
+        cmd += ["--artifacts-destination", str(self.root / "artifacts")]
+        log = (self.root / "server.log").open("a")
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + 90
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
                     if r.status == 200:
-                        break
+                        return
             except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}"
-                    ) from None
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (self.root / "server.log").read_text()[-2000:]
+                    raise RuntimeError(f"mlflow server did not start: {tail}") from None
                 time.sleep(0.5)
-        yield {"url": url, "root": root}
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the server and its workers
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    """A running :class:`MlflowServer`, stopped after the test."""
+    root = tmp_path / "mlflow-server"
+    root.mkdir()
+    server = MlflowServer(root)
+    server.start()
+    try:
+        yield server
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the server and its workers
-        proc.wait()
+        server.stop()

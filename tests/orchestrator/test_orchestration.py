@@ -221,17 +221,17 @@ def _csv(path: Path) -> list[dict]:
 def test_tracking_through_a_real_mlflow_server(ray_local, mlflow_server, tmp_path, capsys):
     """Runs, metrics and artifacts reach a tracking server over HTTP; artifacts are proxied into
     its ``--artifacts-destination``, not written by the trials to their own disks."""
-    args = ["--ablations", "apbsn", "--out", str(tmp_path / "runs"), "--tracking-uri", mlflow_server["url"]]
+    args = ["--ablations", "apbsn", "--out", str(tmp_path / "runs"), "--tracking-uri", mlflow_server.url]
     sets = [f"data.cache_dir={tmp_path / 'data'}", *TINY, "train.apbsn.steps=2", "train.apbsn.patch=30"]
     sets += ["train.apbsn.checkpoint_every=1", "models.apbsn.r3_t=1"]
     assert ablations.main([*args, *(a for s in sets for a in ("--set", s))]) == 0
-    assert f"open {mlflow_server['url']}" in capsys.readouterr().out
-    client = MlflowClient(mlflow_server["url"])
+    assert f"open {mlflow_server.url}" in capsys.readouterr().out
+    client = MlflowClient(mlflow_server.url)
     exp = client.get_experiment_by_name("ablations-smoke")
     runs = client.search_runs([exp.experiment_id])
     (child,) = [r for r in runs if r.data.tags.get(STAGE_DONE) == "true"]
     assert "checkpoints" in {a.path for a in client.list_artifacts(child.info.run_id)}
-    stored = list((mlflow_server["root"] / "artifacts").rglob("model.pt"))
+    stored = list((mlflow_server.root / "artifacts").rglob("model.pt"))
     assert len(stored) == 1 and stored[0].stat().st_size > 0
 
 
