@@ -95,7 +95,8 @@ def test_patch_shards_hold_every_tile(ray_local, synthetic_tree, tmp_path):
     assert (folder / "manifest.json").stat().st_mtime_ns == mtime
 
 
-def test_stages_are_reused_within_and_across_jobs(ray_local, tmp_path, capsys):
+def test_stages_are_reused_within_and_across_jobs(ray_local, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "s3cr3t-t0ken")  # must never reach a param
     assert _run(tmp_path, "S-2") == 0
     printed = capsys.readouterr().out
     assert "trained 3 stage(s), reused 0" in printed
@@ -115,6 +116,8 @@ def test_stages_are_reused_within_and_across_jobs(ray_local, tmp_path, capsys):
         history = client.get_metric_history(child.info.run_id, "loss")
         assert sorted(m.step for m in history) == [1, 2, 3, 4, 5, 6]
         assert child.data.params["train.steps"] == "6"
+    for run in runs:
+        assert not any("s3cr3t" in v for v in run.data.params.values())
     # The same job again trains nothing and adds no run.
     assert _run(tmp_path, "S-2") == 0
     assert "trained 0 stage(s), reused 3" in capsys.readouterr().out
