@@ -6,7 +6,7 @@ Each case runs in its own process (so its peak resident memory is its own) and r
 of ``--repeat`` timed calls after one warm-up. The training step is forward, L1 loss against the
 input, backward and an Adam step, on 4x3x128x128 (4x3x120x120 for AP-BSN and LG-BPN, as their
 references were timed). Beside each figure: the original implementation's time on the same
-machine kind with 2 threads, as given in the project's model issue (the original code is not part
+machine kind with 2 threads, as given in the project's model requirements (the original code is not part
 of this project, so it is not re-timed here), and the speed-up.
 """
 

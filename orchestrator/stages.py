@@ -228,7 +228,7 @@ class StageResult:
     metrics: dict[str, float]
     steps: int
     reused: bool = False
-    train_s: float = 0.0  # training and final evaluation, in the session that finished it
+    train_s: float = 0.0  # training and final evaluation, in the run that finished it
 
     @classmethod
     def finished(cls, path: Path, key: str, cfg: StageConfig, *, who: str) -> StageResult:
@@ -322,7 +322,7 @@ def train_stage(cfg: StageConfig, ctx: StageContext) -> StageResult:
             sample_dir=out / "samples",
         )
     meta = {"format": FORMAT, "key": ctx.key, "name": cfg.name, "config": key_config(cfg), "step": step}
-    meta["train_s"] = time.perf_counter() - started  # this session's training and evaluation
+    meta["train_s"] = time.perf_counter() - started  # this run's training and evaluation
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     _atomic_save({"meta": {**meta, "metrics": metrics, **ctx.meta_extra}, "model": weights}, final)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
