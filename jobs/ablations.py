@@ -23,11 +23,7 @@ if __package__ in (None, ""):
 
 from orchestrator.ablations import StudyConfig, catalogue, load_profile, resolve, selected
 from orchestrator.cli import STUDY_FLAGS, add_config_arguments, add_study_arguments, run_overrides
-from orchestrator.cluster import ClusterError
 from orchestrator.config import ConfigError, apply_overrides, from_yaml_text, to_yaml
-from orchestrator.data.shards import ShardError
-from orchestrator.data.sidd import DatasetError
-from orchestrator.stages import UpstreamError
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -73,30 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(to_yaml(study), end="")
         return 0
-    from orchestrator.study import TrackingError, print_summary, run_study
+    from orchestrator.study import run_job, run_study
 
-    try:
-        outcome = run_study(study)
-    except (
-        ConfigError,
-        DatasetError,
-        UpstreamError,
-        ClusterError,
-        ShardError,
-        TrackingError,
-        ValueError,
-    ) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(
-            f"interrupted: finished stages and checkpoints are kept in {study.out}; "
-            "run the same command again (or add --resume) to finish",
-            file=sys.stderr,
-        )
-        return 130
-    print_summary(outcome)
-    return 1 if outcome.failed else 0
+    return run_job(lambda: run_study(study), out=study.out)
 
 
 if __name__ == "__main__":

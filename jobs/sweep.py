@@ -22,11 +22,7 @@ if __package__ in (None, ""):
 
 from orchestrator.ablations import load_profile, resolve, selected
 from orchestrator.cli import STUDY_FLAGS, add_config_arguments, add_study_arguments, run_overrides
-from orchestrator.cluster import ClusterError
 from orchestrator.config import ConfigError
-from orchestrator.data.shards import ShardError
-from orchestrator.data.sidd import DatasetError
-from orchestrator.stages import UpstreamError
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -62,26 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         for v in studies:
             print(f"{v.label}: {v.values}")
         return 0
-    from orchestrator.study import TrackingError, print_summary, run_variants
+    from orchestrator.study import run_job, run_variants
 
-    try:
-        outcome = run_variants(studies, search=search_options(sweep))
-    except (
-        ConfigError,
-        DatasetError,
-        UpstreamError,
-        ClusterError,
-        ShardError,
-        TrackingError,
-        ValueError,
-    ) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"interrupted: finished stages are kept in {base.out}; run again to finish", file=sys.stderr)
-        return 130
-    print_summary(outcome)
-    return 1 if outcome.failed and sweep.asha is None else 0
+    run = lambda: run_variants(studies, search=search_options(sweep))  # noqa: E731
+    return run_job(run, out=base.out, stopped_ok=sweep.asha is not None)
 
 
 if __name__ == "__main__":

@@ -425,3 +425,44 @@ def print_summary(outcome: StudyOutcome) -> None:
         print(f"MLflow: experiment {outcome.experiment_id} at {outcome.tracking_uri}; to browse: {ui}")
     for label, why in outcome.failed.items():
         print(f"FAILED {label}: {why}", file=sys.stderr)
+
+
+def run_job(run: Callable[[], StudyOutcome], *, out: str, stopped_ok: bool = False) -> int:
+    """The end of a study job: run it, print the summary or the error; the exit status.
+
+    0: every stage finished (with ``stopped_ok``, stages an early-stopping scheduler stopped and
+    what depended on them count as finished); 1: a stage or the tracking failed, or the job
+    could not start; 130: interrupted (finished stages and checkpoints are kept in ``out``).
+    """
+    from orchestrator.cluster import ClusterError
+    from orchestrator.config import ConfigError
+    from orchestrator.data.shards import ShardError
+    from orchestrator.data.sidd import DatasetError
+    from orchestrator.stages import UpstreamError
+
+    try:
+        outcome = run()
+    except (
+        ConfigError,
+        DatasetError,
+        UpstreamError,
+        ClusterError,
+        ShardError,
+        TrackingError,
+        ValueError,
+    ) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: finished stages and checkpoints are kept in {out}; "
+            "run the same command again (or add --resume) to finish",
+            file=sys.stderr,
+        )
+        return 130
+    print_summary(outcome)
+    if stopped_ok:
+        return int(
+            any("stopped early" not in why and "did not finish" not in why for why in outcome.failed.values())
+        )
+    return 1 if outcome.failed else 0
