@@ -238,13 +238,18 @@ class StageResult:
         return cls(cfg.name, key, path, metrics, step, reused=True, train_s=meta.get("train_s", 0.0))
 
 
-def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    found = sorted(ckpt_dir.glob("step_*.pt"))
-    return found[-1] if found else None
-
-
 def checkpoint_name(step: int) -> str:
     return f"step_{step:09d}.pt"
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step of a checkpoint file named by :func:`checkpoint_name`."""
+    return int(path.stem.split("_")[1])
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    found = sorted(ckpt_dir.glob("step_*.pt"))  # zero-padded: name order is step order
+    return found[-1] if found else None
 
 
 def _save_checkpoint(ckpt_dir: Path, step: int, state: dict, keep: int) -> Path:
@@ -408,7 +413,7 @@ def _state(key: str, step: int, model: nn.Module, opt, sched) -> dict:
 
 def _resume(ckpt_dir: Path, key: str, model: nn.Module, opt, sched) -> int:
     """Load the latest checkpoint of this stage if there is one; return its step (0: none)."""
-    path = _latest_checkpoint(ckpt_dir)
+    path = latest_checkpoint(ckpt_dir)
     if path is None:
         return 0
     try:

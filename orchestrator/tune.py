@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -36,6 +35,8 @@ from orchestrator.stages import (
     StageContext,
     StageResult,
     checkpoint_name,
+    checkpoint_step,
+    latest_checkpoint,
     total_steps,
     train_stage,
 )
@@ -49,8 +50,6 @@ __all__ = [
     "check_resources",
     "run_trials",
 ]
-
-_STEP = re.compile(r"step_(\d+)\.pt$")
 
 
 @dataclass
@@ -291,11 +290,6 @@ class TrialLog:
             self._try(self.tracker.end, self.run_id, "FAILED")
 
 
-def _step_of(path: Path) -> int:
-    m = _STEP.search(path.name)
-    return int(m.group(1)) if m else -1
-
-
 def _adopt_tune_checkpoint(ckpt_dir: Path) -> None:
     """Copy Tune's restored checkpoint into the stage folder when it is newer than what is there
     (a retry on another node whose disk does not hold the stage folder's checkpoints)."""
@@ -304,10 +298,11 @@ def _adopt_tune_checkpoint(ckpt_dir: Path) -> None:
     ck = tune.get_checkpoint()
     if ck is None:
         return
-    have = max((_step_of(p) for p in ckpt_dir.glob("step_*.pt")), default=-1)
+    latest = latest_checkpoint(ckpt_dir)
+    have = checkpoint_step(latest) if latest else -1
     with ck.as_directory() as d:
         for f in Path(d).glob("step_*.pt"):
-            if _step_of(f) > have:
+            if checkpoint_step(f) > have:
                 ckpt_dir.mkdir(parents=True, exist_ok=True)
                 tmp = ckpt_dir / (f.name + ".tmp")
                 shutil.copyfile(f, tmp)
@@ -342,6 +337,10 @@ def stage_trainable(config: dict, *, tasks: Mapping[str, StageTask], validation)
             if not checkpointing and (step % every == 0 or any(k.startswith("val") for k in record)):
                 tune.report(dict(record))
 
+        def on_start(step: int) -> None:
+            log.start(step)
+            _note_start(out, step, total)
+
         def on_checkpoint(step: int, path: Path) -> None:  # called right after on_step(step)
             log.artifact(path, "checkpoints")  # also sends the buffered metrics
             with tempfile.TemporaryDirectory() as d:
@@ -361,12 +360,11 @@ def stage_trainable(config: dict, *, tasks: Mapping[str, StageTask], validation)
             eval_samples=task.eval_samples,
             eval_batch=task.eval_batch,
             progress=False,
-            on_start=log.start,
+            on_start=on_start,
             on_step=on_step,
             on_checkpoint=on_checkpoint,
             meta_extra=task.meta_extra,
         )
-        _note_start(out, total)
         result = train_stage(cfg, ctx)
         log.finish(result, out)
     except BaseException as exc:
@@ -376,17 +374,15 @@ def stage_trainable(config: dict, *, tasks: Mapping[str, StageTask], validation)
     tune.report(final | {"stage_done": 1, "reused": int(result.reused)})
 
 
-def _note_start(out: Path, total: int) -> None:
-    """Append where and from which checkpoint this attempt starts (``attempts.jsonl``)."""
+def _note_start(out: Path, step: int, total: int) -> None:
+    """Append where this attempt trains and the step it starts from (``attempts.jsonl``)."""
     import ray
 
-    ckpts = sorted((out / "checkpoints").glob("step_*.pt"))
-    out.mkdir(parents=True, exist_ok=True)
     entry = {
         "time": time.time(),
         "node": ray.get_runtime_context().get_node_id(),
         "pid": os.getpid(),
-        "from_step": _step_of(ckpts[-1]) if ckpts else 0,
+        "from_step": step,
         "total": total,
     }
     with (out / "attempts.jsonl").open("a") as f:
