@@ -99,14 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         index = resolve_data(DataConfig(root=args.data or ""))
         noisy, clean = load_validation(index)
-        if args.blocks > 0:
-            noisy, clean = noisy[: args.blocks], clean[: args.blocks]
         with connect() as resources:
             gpus = args.gpus_per_worker if args.gpus_per_worker >= 0 else float(resources.get("GPU", 0) > 0)
             slots = resources.get("GPU", 0) / gpus if gpus > 0 else resources.get("CPU", 1)
             workers = args.workers or max(1, int(slots))
             opts = {"batch": args.batch, "workers": workers, "gpus_per_worker": gpus, "seed": args.seed}
-            result = evaluate_blocks(den.model, noisy, clean, **opts)
+            result = evaluate_blocks(den.model, noisy, clean, blocks=args.blocks, **opts)
             submission = None
             if args.benchmark:
                 if index.benchmark is None:
@@ -124,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     write_per_block(out / "per_block.csv", result.per_block)
     (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1))
-    m = result.metrics
+    m = {k.removeprefix(f"{result.prefix}_"): v for k, v in result.metrics.items()}
     print(
-        f"{int(m['val_blocks'])} blocks: PSNR {m['val_psnr']:.3f} dB, SSIM {m['val_ssim']:.4f}, "
-        f"SSIM-uniform7 {m['val_ssim_uniform7']:.4f} ({result.seconds:.1f} s, {workers} worker(s))"
+        f"{int(m['blocks'])} blocks: PSNR {m['psnr']:.3f} dB, SSIM {m['ssim']:.4f}, "
+        f"SSIM-uniform7 {m['ssim_uniform7']:.4f} ({result.seconds:.1f} s, {workers} worker(s))"
     )
     if submission:
         print(f"benchmark submission: {submission}")
@@ -146,7 +144,7 @@ def _log(args, source, den, result, out: Path, submission) -> None:
         tags["denoise.evaluated_run"] = source[len("runs:/") :].split("/")[0]
     with tracker.run(f"eval {args.ablation or Path(source).name}", tags=tags) as run_id:
         params = {"source": source, "model": den.description, "data": args.data or "synthetic"}
-        tracker.log_params(run_id, params | {"blocks": int(result.metrics["val_blocks"]), "seed": args.seed})
+        tracker.log_params(run_id, params | {"blocks": len(result.per_block), "seed": args.seed})
         tracker.log_metrics(run_id, result.metrics)
         tracker.log_artifacts(run_id, out / "per_block.csv")
         tracker.log_artifacts(run_id, out / "metrics.json")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from orchestrator.evaluation import infer, to_images, to_tensor
+from orchestrator.evaluation import infer, metric_prefix, to_images, to_tensor
 from orchestrator.metrics import evaluate as block_metrics
 
 __all__ = ["BlockDenoiser", "run_blocks", "EvalResult", "evaluate_blocks", "write_submission"]
@@ -91,6 +91,7 @@ class EvalResult:
     metrics: dict[str, float]
     per_block: list[dict]
     seconds: float
+    prefix: str = "val"  # of the metric names: ``val`` for all blocks, ``val<n>`` for the first n
 
 
 def evaluate_blocks(
@@ -98,14 +99,23 @@ def evaluate_blocks(
     noisy: np.ndarray,
     clean: np.ndarray,
     *,
+    blocks: int = 0,
     batch: int = 8,
     workers: int = 1,
     gpus_per_worker: float = 0.0,
     seed: int = 0,
     progress: bool = True,
 ) -> EvalResult:
-    """``val_psnr``, ``val_ssim``, ``val_ssim_uniform7`` over every block, and per-block rows."""
+    """PSNR, SSIM and SSIM-uniform7 over the first ``blocks`` blocks (0: all), and per-block rows.
+
+    Metrics are named as :func:`orchestrator.evaluation.evaluate` names them: ``val_*`` over every
+    block, ``val<n>_*`` over the first n only.
+    """
     from orchestrator.progress import Progress
+
+    total = len(noisy)
+    if 0 < blocks < total:
+        noisy, clean = noisy[:blocks], clean[:blocks]
 
     bar = Progress(f"evaluate {len(noisy)} blocks", len(noisy), every_s=5.0) if progress else None
     t0 = time.perf_counter()
@@ -117,9 +127,12 @@ def evaluate_blocks(
         if bar:
             bar.update()
     rows.sort(key=lambda r: r["block"])
-    metrics = {f"val_{k}": float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "ssim_uniform7")}
-    metrics["val_blocks"] = float(len(rows))
-    return EvalResult(metrics, rows, time.perf_counter() - t0)
+    prefix = metric_prefix(len(rows), total)
+    metrics = {
+        f"{prefix}_{k}": float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "ssim_uniform7")
+    }
+    metrics[f"{prefix}_blocks"] = float(len(rows))
+    return EvalResult(metrics, rows, time.perf_counter() - t0, prefix)
 
 
 def write_per_block(path: Path, rows: list[dict]) -> None:

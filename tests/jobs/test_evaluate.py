@@ -53,6 +53,10 @@ def test_distributed_evaluation_and_submission(ray_local, synthetic_tree, tmp_pa
     for k in ("val_psnr", "val_ssim", "val_ssim_uniform7", "val_blocks"):
         assert one[k] == pytest.approx(direct[k], abs=1e-9) and two[k] == pytest.approx(direct[k], abs=1e-9)
     assert len((tmp_path / "one" / "per_block.csv").read_text().splitlines()) == 9
+    # A subset is named as the training loop names it, never as the result over every block.
+    assert evaluate.main([*common, "--out", str(tmp_path / "some"), "--blocks", "3", "--no-tracking"]) == 0
+    some = json.loads((tmp_path / "some" / "metrics.json").read_text())
+    assert some["val3_blocks"] == 3 and "val_psnr" not in some
     # The submission: the variable, shape and dtype the SIDD server reads.
     mat = loadmat(tmp_path / "one" / "SubmitSrgb.mat")
     cells = mat["DenoisedBlocksSrgb"]
