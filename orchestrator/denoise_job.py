@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from orchestrator.evaluation import device_for
 from orchestrator.images import (
     SUFFIXES,
     ImageError,
@@ -62,7 +63,7 @@ def collect_inputs(target: str | Path) -> list[Path]:
 def denoise_files(
     model: torch.nn.Module, files: list[Path], out: Path, opts: DenoiseOptions
 ) -> DenoiseSummary:
-    device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_for(opts.device)
     model = model.to(device).eval()
     tile = opts.tile
     if tile <= 0 and opts.memory_mb > 0:

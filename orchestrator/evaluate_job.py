@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from orchestrator.evaluation import infer, metric_prefix, to_images, to_tensor
+from orchestrator.evaluation import device_for, infer, metric_prefix, to_images, to_tensor
 from orchestrator.metrics import evaluate as block_metrics
 
 __all__ = ["BlockDenoiser", "run_blocks", "EvalResult", "evaluate_blocks", "write_submission"]
@@ -37,7 +37,7 @@ class BlockDenoiser:
     def __init__(self, model: nn.Module, seed: int = 0, threads: int = 1):
         if threads > 0:
             torch.set_num_threads(threads)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device_for()
         self.model = model.to(self.device).eval()
         self.seed = seed
 

@@ -18,6 +18,11 @@ from orchestrator.data.sidd import write_png
 from orchestrator.metrics import MetricAccumulator, quantize_uint8
 
 
+def device_for(name: str = "") -> torch.device:
+    """The device ``name`` ('cuda', 'cpu', 'cuda:1'); '' means CUDA when there is one, else CPU."""
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 255]."""
     # contiguous NCHW: a permuted (channels-last) input makes some convolutions many times slower

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.metrics import quantize_uint8
+
 __all__ = ["ImageError", "read_image", "write_image", "SUFFIXES", "to_model_range", "from_model_range"]
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -95,10 +97,10 @@ def to_model_range(pixels: np.ndarray) -> np.ndarray:
 
 
 def from_model_range(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Back to ``dtype``, rounded half up and clipped (as the metrics quantize)."""
+    """Back to ``dtype``, rounded half up and clipped (8 bits: exactly as the metrics quantize)."""
     if np.dtype(dtype) == np.uint16:
-        return np.clip(np.floor(x * 257.0 + 0.5), 0, 65535).astype(np.uint16)
-    return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
+        return np.clip(np.floor(x.astype(np.float64) * 257.0 + 0.5), 0, 65535).astype(np.uint16)
+    return quantize_uint8(x)
 
 
 # ------------------------------------------------------------------------------- 16-bit PNG

@@ -32,7 +32,7 @@ from models.losses import create_loss, list_losses
 from models.registry import create_model, is_model, list_models, model_arguments
 from orchestrator.config import ConfigError, MaskConfig, flatten, from_dict, to_dict, to_yaml
 from orchestrator.data.crops import CropSampler, tiles_per_image
-from orchestrator.evaluation import evaluate, infer, to_tensor
+from orchestrator.evaluation import device_for, evaluate, infer, to_tensor
 from orchestrator.progress import Progress
 
 NOISY = "noisy"
@@ -287,7 +287,7 @@ class StageContext:
     meta_extra: dict[str, Any] = field(default_factory=dict)
 
     def torch_device(self) -> torch.device:
-        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return device_for(self.device)
 
 
 def train_stage(cfg: StageConfig, ctx: StageContext) -> StageResult:
