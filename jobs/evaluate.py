@@ -61,15 +61,10 @@ def _ablation_source(name: str, experiment: str, tracking_uri: str) -> str:
     exp = tracker.client.get_experiment_by_name(experiment)
     if exp is None:
         raise CheckpointError(f"--experiment {experiment!r}: no such experiment in {tracker.uri}")
-    runs = tracker.client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`denoise.ablation` = '{name}' and tags.`denoise.status` = 'finished'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not runs:
+    run_id = tracker.find_run(exp.experiment_id, {"denoise.ablation": name, "denoise.status": "finished"})
+    if run_id is None:
         raise CheckpointError(f"--ablation {name!r}: no finished run of it in experiment {experiment!r}")
-    return f"runs:/{runs[0].info.run_id}"
+    return f"runs:/{run_id}"
 
 
 def main(argv: list[str] | None = None) -> int:

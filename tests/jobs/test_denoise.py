@@ -206,6 +206,13 @@ def test_train_a_stage_then_denoise_a_folder_by_its_mlflow_run(ray_local, tmp_pa
     assert read_image(out / "a.png").shape == (70, 90, 3)
     assert read_image(out / "b.tif").dtype == np.uint16
     assert read_image(out / "c.jpg").shape == (50, 60, 3)
+    # The same model found by its ablation's name, evaluated on the validation blocks.
+    from jobs import evaluate
+
+    (data_root,) = (tmp_path / "data").glob("synthetic-*")
+    args = ["--ablation", "apbsn", "--tracking-uri", uri, "--data", str(data_root), "--no-tracking"]
+    assert evaluate.main([*args, "--out", str(tmp_path / "ev")]) == 0
+    assert f"MLflow run {parent.data.tags['denoise.final_run']}" in capsys.readouterr().out
     # The same model through the model registry.
     child = parent.data.tags["denoise.final_run"]
     client.create_registered_model("apbsn-smoke")
