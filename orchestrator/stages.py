@@ -15,6 +15,8 @@ metadata header: content key, resolved config, upstream keys, metrics) once it h
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -182,10 +184,51 @@ class UpstreamError(RuntimeError):
     """An upstream stage's weights are missing, unreadable, or from a different config."""
 
 
+class StorageError(RuntimeError):
+    """A stage could not write to its folder: the disk is full, read-only, or not permitted."""
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
+    """Write ``obj`` to ``path`` whole or not at all. It is serialized in memory, written to a
+    temporary file and synced (a full network disk may only say so then), then renamed over
+    ``path``. A failed write removes its temporary file and raises the ``OSError``."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def _writing(who: str, path: Path, ckpt_dir: Path):
+    """Turn an ``OSError`` while writing ``path`` into a :class:`StorageError` that names the file,
+    the reason and the checkpoint a rerun resumes from."""
+    try:
+        yield
+    except OSError as exc:
+        try:
+            kept = latest_checkpoint(ckpt_dir)
+        except OSError:
+            kept = None
+        if kept is not None:
+            left = (
+                f"the checkpoints in {ckpt_dir} are intact; a rerun resumes from step {checkpoint_step(kept)}"
+            )
+        else:
+            left = "no checkpoint of this stage was written yet"
+        reason = exc.strerror or str(exc)
+        raise StorageError(
+            f"{who}: cannot write {path}: {reason}; {left}. Free space or make {path.parent} writable, "
+            "then run the job again"
+        ) from exc
 
 
 def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
@@ -302,35 +345,39 @@ def train_stage(cfg: StageConfig, ctx: StageContext) -> StageResult:
     t = cfg.train
     if t.threads > 0:
         torch.set_num_threads(t.threads)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(to_yaml(cfg))
+    ckpt_dir = out / "checkpoints"
+    with _writing(cfg.name, out / "config.yaml", ckpt_dir):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(to_yaml(cfg))
     device = ctx.torch_device()
     model = build_model(cfg.model, seed=t.seed).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=t.optim.lr, betas=t.optim.betas)
     sched = make_scheduler(opt, t, ctx.steps_per_epoch)
     for net in ctx.upstream.values():
         net.to(device).eval().requires_grad_(False)
-    step = _resume(out / "checkpoints", ctx.key, model, opt, sched)
+    step = _resume(ckpt_dir, ctx.key, model, opt, sched)
     if ctx.on_start is not None:
         ctx.on_start(step)
     started = time.perf_counter()
     step = _fit(cfg, ctx, model, opt, sched, step)
     metrics: dict[str, float] = {}
     if ctx.validation is not None:
-        metrics = evaluate(
-            model,
-            *ctx.validation,
-            blocks=ctx.eval_final_blocks,
-            seed=t.seed,
-            batch=ctx.eval_batch,
-            samples=ctx.eval_samples,
-            sample_dir=out / "samples",
-        )
+        with _writing(cfg.name, out / "samples", ckpt_dir):
+            metrics = evaluate(
+                model,
+                *ctx.validation,
+                blocks=ctx.eval_final_blocks,
+                seed=t.seed,
+                batch=ctx.eval_batch,
+                samples=ctx.eval_samples,
+                sample_dir=out / "samples",
+            )
     meta = {"format": FORMAT, "key": ctx.key, "name": cfg.name, "config": key_config(cfg), "step": step}
     meta["train_s"] = time.perf_counter() - started  # this run's training and evaluation
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _atomic_save({"meta": {**meta, "metrics": metrics, **ctx.meta_extra}, "model": weights}, final)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    with _writing(cfg.name, final, ckpt_dir):
+        _atomic_save({"meta": {**meta, "metrics": metrics, **ctx.meta_extra}, "model": weights}, final)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return StageResult(cfg.name, ctx.key, final, metrics, step, train_s=meta["train_s"])
 
 
@@ -354,7 +401,10 @@ def _fit(cfg: StageConfig, ctx: StageContext, model: nn.Module, opt, sched, step
         bar.done = step
         print(f"[{cfg.name}] resuming at step {step} of {total}", flush=True)
     model.train()
-    with _open_history(ctx.out_dir / "history.jsonl", step) as history:
+    ckpt_dir, history_path = ctx.out_dir / "checkpoints", ctx.out_dir / "history.jsonl"
+    with _writing(cfg.name, history_path, ckpt_dir):
+        history = _open_history(history_path, step)
+    try:
         while step < total:
             x = to_tensor(sampler.batch(step)).to(device)
             with torch.no_grad():
@@ -375,19 +425,29 @@ def _fit(cfg: StageConfig, ctx: StageContext, model: nn.Module, opt, sched, step
                 record |= evaluate(
                     model, *ctx.validation, blocks=t.eval_blocks, batch=ctx.eval_batch, seed=t.seed
                 )
-            history.write(json.dumps(record) + "\n")
+            with _writing(cfg.name, history_path, ckpt_dir):
+                history.write(json.dumps(record) + "\n")
+            path = None
             if step % t.checkpoint_every == 0 and step < total:
-                history.flush()
-                state = _state(ctx.key, step, model, opt, sched)
-                path = _save_checkpoint(ctx.out_dir / "checkpoints", step, state, t.keep_checkpoints)
-            else:
-                path = None
+                with _writing(cfg.name, history_path, ckpt_dir):
+                    history.flush()
+                target = ckpt_dir / checkpoint_name(step)
+                with _writing(cfg.name, target, ckpt_dir):
+                    path = _save_checkpoint(
+                        ckpt_dir, step, _state(ctx.key, step, model, opt, sched), t.keep_checkpoints
+                    )
             if bar:
                 bar.update(note=f"loss {record['loss']:.4g}")
             if ctx.on_step is not None:
                 ctx.on_step(step, record)
             if path is not None and ctx.on_checkpoint is not None:
                 ctx.on_checkpoint(step, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # what is buffered goes out if it can; the error stays first
+            history.close()
+        raise
+    with _writing(cfg.name, history_path, ckpt_dir):
+        history.close()
     return step
 
 
@@ -395,7 +455,13 @@ def _open_history(path: Path, step: int):
     """The history file for appending, cut back to the records up to ``step`` (a resumed run
     repeats the steps after its checkpoint)."""
     if path.is_file():
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):  # a line cut short by a full disk, or blank
+                continue
         path.write_text("".join(line + "\n" for line in kept))
     return path.open("a")
 

@@ -438,7 +438,7 @@ def run_job(run: Callable[[], StudyOutcome], *, out: str, stopped_ok: bool = Fal
     from orchestrator.config import ConfigError
     from orchestrator.data.shards import ShardError
     from orchestrator.data.sidd import DatasetError
-    from orchestrator.stages import UpstreamError
+    from orchestrator.stages import StorageError, UpstreamError
 
     try:
         outcome = run()
@@ -446,6 +446,8 @@ def run_job(run: Callable[[], StudyOutcome], *, out: str, stopped_ok: bool = Fal
         ConfigError,
         DatasetError,
         UpstreamError,
+        StorageError,
+        OSError,  # the output folder unwritable or full; the message names the path
         ClusterError,
         ShardError,
         TrackingError,

@@ -226,14 +226,17 @@ class TrialLog:
         if not self.tracker:
             return
         if self.spool is not None and path.is_file():
-            self.spool.mkdir(parents=True, exist_ok=True)
             queued = self.spool / path.name
-            queued.unlink(missing_ok=True)
             try:
-                os.link(path, queued)
-            except OSError:
-                shutil.copyfile(path, queued)
-            path = queued
+                self.spool.mkdir(parents=True, exist_ok=True)
+                queued.unlink(missing_ok=True)
+                try:
+                    os.link(path, queued)
+                except OSError:
+                    shutil.copyfile(path, queued)
+                path = queued
+            except OSError:  # a full or read-only disk: send the file itself; the stage says why
+                pass
         self.pending.append((path, artifact_path))
         self.flush()
 

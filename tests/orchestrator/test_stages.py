@@ -120,3 +120,13 @@ def test_missing_or_foreign_upstream_fails_before_training(smoke_data, tmp_path)
     study = _tiny(cache, f"pretrained.ssid.bnn={tmp_path / 'nowhere' / 'model.pt'}")
     with pytest.raises(UpstreamError, match="nowhere/model.pt does not exist"):
         plan(study, index, store=store)
+
+
+def test_history_cut_short_by_a_full_disk_is_read_back_to_the_checkpoint(tmp_path):
+    from orchestrator.stages import _open_history
+
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "lo')
+    with _open_history(path, 2) as f:
+        f.write('{"step": 3, "loss": 0.3}\n')
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
