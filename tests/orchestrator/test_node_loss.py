@@ -1,15 +1,18 @@
-"""A node lost mid-trial on a multi-node ``ray.cluster_utils.Cluster``: the job still finishes, and
-the stage resumes from its last checkpoint on another node."""
+"""A node lost on a multi-node ``ray.cluster_utils.Cluster``: mid-trial, the job still finishes and
+the stage resumes from its last checkpoint on another node; during the correlation job, every
+per-image map is still computed."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,3 +78,93 @@ def test_node_lost_mid_trial_resumes_from_checkpoint(tmp_path):
     assert meta["step"] == 400
     history = [json.loads(line)["step"] for line in (stage / "history.jsonl").read_text().splitlines()]
     assert history == list(range(1, 401))
+
+
+def _children_running(parent: int, name: str) -> bool:
+    """Whether a process started by ``parent`` (a raylet) runs a task named like ``name``."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            title = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and title.startswith("ray::") and name in title:
+            return True
+    return False
+
+
+def _replicated_tree(root: Path, copies: int) -> Path:
+    """A SIDD tree of ``2 * copies`` real PNG pairs: two generated scenes, copied under new scene
+    instance numbers (the maps of copies are equal, and cheap to make)."""
+    from orchestrator.data.synthetic import SyntheticSpec, generate
+
+    spec = SyntheticSpec(seed=5, scenes=1, size=(384, 512), val_images=1, val_blocks=2, block_size=32)
+    generate(root, spec)
+    data = root / "SIDD_Medium_Srgb" / "Data"
+    (scene,) = list(data.iterdir())
+    instance, rest = scene.name.split("_", 1)
+    for i in range(copies):
+        new = f"{i + 101:04d}"
+        target = data / f"{new}_{rest}"
+        target.mkdir()
+        for f in scene.iterdir():
+            shutil.copyfile(f, target / f.name.replace(instance, new, 1))
+    shutil.rmtree(scene)
+    return root
+
+
+def test_node_lost_during_the_correlation_job_keeps_every_map(tmp_path):
+    """A worker node removed while it computes maps: Ray Data runs its tasks again elsewhere, and the
+    job ends with every per-image map, each equal to the direct computation."""
+    import pyarrow.parquet as pq
+    from ray.cluster_utils import Cluster
+
+    from orchestrator.correlation import correlation_sums, noise_of
+    from orchestrator.data.sidd import index_sidd, load_pair
+
+    tree = _replicated_tree(tmp_path / "sidd", copies=24)
+    pairs = index_sidd(tree).pairs
+    assert len(pairs) == 48
+    # Nothing runs on the head: the two workers compute every map.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    raylets = {w.all_processes["raylet"][0].process.pid: w for w in workers}
+    out, log_path = tmp_path / "out", tmp_path / "job.log"
+    cmd = [sys.executable, str(ROOT / "jobs" / "correlation.py"), "--data", str(tree), "--out", str(out)]
+    cmd += ["--no-tracking"]
+    env = {**os.environ, "RAY_ADDRESS": cluster.address}
+    job = subprocess.Popen(cmd, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, cwd=tmp_path)
+    victim = None
+    try:
+        # Once maps come back, remove a worker node that is computing one at that moment.
+        deadline = time.monotonic() + 240
+        while victim is None and time.monotonic() < deadline and job.poll() is None:
+            if "[correlation] 1/48" in log_path.read_text():
+                busy = [w for pid, w in raylets.items() if _children_running(pid, "pair_task")]
+                if busy:
+                    victim = busy[0]
+                    cluster.remove_node(victim, allow_graceful=False)
+            time.sleep(0.02)
+        assert victim is not None, "no map was in flight on a worker: " + log_path.read_text()[-3000:]
+        assert job.wait(timeout=300) == 0, log_path.read_text()[-3000:]
+    finally:
+        if job.poll() is None:
+            job.kill()
+        cluster.shutdown()
+
+    table = pq.read_table(out / "per_image.parquet").to_pylist()
+    assert sorted(r["key"] for r in table) == sorted(p.key for p in pairs)
+    assert {r["status"] for r in table} == {"ok"}
+    # Every copy of a frame has that frame's map: computed once directly, compared with each row.
+    want = {}
+    for rec in pairs:
+        frame = rec.key[-3:]
+        if frame not in want:
+            want[frame] = correlation_sums(noise_of(*load_pair(rec)), 10, statistic="rgb_pearson")
+    for r in table:
+        direct = want[r["key"][-3:]]
+        np.testing.assert_allclose(np.asarray(r["map"]).reshape(21, 21), direct.map(), rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(np.asarray(r["count"]).reshape(21, 21), direct.count)
