@@ -10,7 +10,8 @@ Layout (as distributed, and as :mod:`orchestrator.data.synthetic` writes it)::
 
 Scene folders are named ``<instance>_<scene>_<camera>_<iso>_<shutter>_<illuminant>_<brightness>``,
 e.g. ``0001_001_S6_00100_00060_3200_L``. Block arrays are uint8 (images, blocks, H, W, 3): the real
-files hold 40 x 32 x 256 x 256 x 3. ``.mat`` files may be MATLAB v5 (scipy) or v7.3 (HDF5, h5py).
+files hold 40 x 32 x 256 x 256 x 3. ``.mat`` files may be MATLAB v5-v7 (read by
+:mod:`orchestrator.data.matfile`) or v7.3 (HDF5, read by h5py).
 
 Every problem found while indexing is collected and raised together as one :class:`DatasetError`,
 one line per file naming the file and what is wrong, before anything is trained.
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from orchestrator.data import matfile
 
 MEDIUM_DIR = Path("SIDD_Medium_Srgb") / "Data"
 VALIDATION_NOISY = Path("SIDD_Validation") / "ValidationNoisyBlocksSrgb.mat"
@@ -138,6 +141,8 @@ def _open_image(path: Path) -> Iterator[Image.Image]:
         raise DatasetError([(path, "file not found")]) from None
     except UnidentifiedImageError:
         raise DatasetError([(path, "not a readable image (not a PNG?)")]) from None
+    except Image.DecompressionBombError as exc:  # a header claiming more pixels than any SIDD image
+        raise DatasetError([(path, f"not decoded: {exc}")]) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DatasetError([(path, f"corrupt or truncated PNG ({exc})")]) from None
 
@@ -206,11 +211,11 @@ def mat_variables(path: str | Path) -> dict[str, tuple[tuple[int, ...], str]]:
                     for k, v in f.items()
                     if isinstance(v, h5py.Dataset) and not k.startswith("#")
                 }
-        from scipy.io import whosmat
-
-        return {name: (tuple(shape), cls) for name, shape, cls in whosmat(path)}
+        return {v.name: (v.shape, v.cls) for v in matfile.variables(path)}
     except DatasetError:
         raise
+    except matfile.MatError as exc:
+        raise DatasetError([(path, f"not a readable MATLAB .mat file ({exc})")]) from None
     except Exception as exc:  # scipy/h5py raise many types for a damaged file
         raise DatasetError(
             [(path, f"not a readable MATLAB .mat file ({type(exc).__name__}: {exc})")]
@@ -256,9 +261,7 @@ def load_blocks(path: str | Path, variable: str) -> np.ndarray:
                 arr = np.asarray(f[variable][()])
             arr = np.ascontiguousarray(arr.transpose(tuple(reversed(range(arr.ndim)))))
         else:
-            from scipy.io import loadmat
-
-            arr = loadmat(path, variable_names=[variable])[variable]
+            arr = matfile.read_array(path, variable)
     except Exception as exc:
         raise DatasetError(
             [(path, f"cannot read variable {variable!r} ({type(exc).__name__}: {exc})")]

@@ -186,6 +186,21 @@ def test_bit_flip_in_png_is_caught_by_crc(tree: Path) -> None:
     assert "corrupt or truncated PNG" in _problem(exc, bad)
 
 
+def test_png_claiming_billions_of_pixels_is_not_decoded(tree: Path) -> None:
+    """A header (valid CRC) giving 2^31-1 x 1 pixels: refused before any allocation."""
+    import struct
+    import zlib
+
+    bad = tree / MEDIUM_DIR / SCENE / "0001_GT_SRGB_010.PNG"
+    data = bad.read_bytes()
+    ihdr = struct.pack(">IIBBBBB", 2**31 - 1, 1, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    bad.write_bytes(data[:8] + chunk + data[33:])
+    with pytest.raises(DatasetError) as exc:
+        index_sidd(tree)
+    assert "not decoded: Image size (2147483647 pixels) exceeds limit" in _problem(exc, bad)
+
+
 def test_shape_mismatch(tree: Path) -> None:
     noisy = tree / MEDIUM_DIR / SCENE / "0001_NOISY_SRGB_010.PNG"
     _png(noisy, np.zeros((24, 39, 3), np.uint8))
@@ -233,7 +248,7 @@ def test_mat_wrong_dtype(tree: Path) -> None:
     _mat(path, BENCHMARK_NOISY.stem, np.zeros((1, 2, 8, 8, 3), np.float32))
     with pytest.raises(DatasetError) as exc:
         index_sidd(tree)
-    # scipy reports MATLAB class names: float32 is "single".
+    # MATLAB class names: float32 is "single".
     assert "has dtype single; expected uint8" in _problem(exc, path)
 
 
