@@ -197,9 +197,13 @@ def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
         if tp is str and not isinstance(value, str):
             value = text.partition("=")[2].strip()
         node = data
-        for part in path[:-1]:
+        for i, part in enumerate(path[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                where = ".".join(path[: i + 1])
+                raise ConfigError(key, f"{where} is {node!r}, not a mapping with a key {path[i + 1]!r}")
         node[path[-1]] = value
+        from_dict(type(cfg), data)  # each override checked as it is applied: the error names it
     return from_dict(type(cfg), data)
 
 
@@ -209,6 +213,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError("", f"config file {path} not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"config file {path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:  # a folder, no permission, an I/O error
+        raise ConfigError("", f"config file {path} cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError("", f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, Mapping):

@@ -54,7 +54,7 @@ def read_image(path: str | Path) -> np.ndarray:
 
             return _check(path, tifffile.imread(path))
         head = path.read_bytes()[:33]
-        if suffix == ".png" and head[:8] == _PNG_SIG and head[24] == 16:
+        if suffix == ".png" and head[:8] == _PNG_SIG and len(head) == 33 and head[24] == 16:
             return _check(path, _read_png16(path))
         from PIL import Image
 
@@ -107,13 +107,18 @@ def from_model_range(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _chunks(data: bytes, path: Path):
+    """(type, body) of each chunk, its CRC checked (a flipped bit in the pixels is an error, not
+    a silently different image)."""
     pos = 8
     while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
         kind = data[pos + 4 : pos + 8]
         body = data[pos + 8 : pos + 8 + length]
-        if len(body) != length:
-            raise ImageError(path, "truncated PNG")
+        crc = data[pos + 8 + length : pos + 12 + length]
+        if len(body) != length or len(crc) != 4:
+            raise ImageError(path, f"truncated PNG ({kind!r} chunk at byte {pos} cut short)")
+        if zlib.crc32(kind + body) != struct.unpack(">I", crc)[0]:
+            raise ImageError(path, f"corrupt PNG (CRC mismatch in the {kind!r} chunk at byte {pos})")
         yield kind, body
         pos += 12 + length
 

@@ -80,7 +80,10 @@ def _domain(key: str, spec: dict[str, Any]):
         raise ConfigError(
             f"space.{key}.{kind}", f"expected [low, high] (quniform: [low, high, q]), got {args!r}"
         )
-    return getattr(tune, kind)(*args)
+    try:
+        return getattr(tune, kind)(*args)
+    except (TypeError, ValueError) as exc:  # bounds of the wrong type or order
+        raise ConfigError(f"space.{key}.{kind}", f"{args!r}: {exc}") from None
 
 
 def _label(values: dict[str, Any]) -> str:
@@ -92,13 +95,11 @@ def _label(values: dict[str, Any]) -> str:
 
 def variants(base: StudyConfig, sweep: SweepConfig) -> list[Variant]:
     """The studies of the sweep: Tune's variant generator over the space, ``samples`` times."""
-    from ray.tune.search.variant_generator import generate_variants
-
     space = {key: _domain(key, spec) for key, spec in sweep.space.items()}
     rng = np.random.RandomState(sweep.seed)
     out, seen = [], set()
     for _ in range(sweep.samples):
-        for _, resolved in generate_variants(dict(space), random_state=rng):
+        for _, resolved in _generate(space, rng):
             values = {k: resolved[k] for k in sweep.space}
             label = _label(values)
             if label in seen:  # a pure grid repeated: the same study, trained once
@@ -109,6 +110,16 @@ def variants(base: StudyConfig, sweep: SweepConfig) -> list[Variant]:
                 overrides.append(f"ablations={json.dumps(list(sweep.ablations))}")
             out.append(Variant(apply_overrides(base, overrides), label, values))
     return out
+
+
+def _generate(space: dict, rng: np.random.RandomState) -> list:
+    """Tune's variants of ``space``; a domain that cannot be sampled is a ConfigError."""
+    from ray.tune.search.variant_generator import generate_variants
+
+    try:
+        return list(generate_variants(dict(space), random_state=rng))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError("space", f"cannot sample the sweep's space: {exc}") from None
 
 
 def _plain(v: Any) -> Any:

@@ -83,6 +83,14 @@ def test_sixteen_bit_png_with_every_row_filter_decodes_exactly(tmp_path):
     a = RNG.integers(0, 65536, (10, 13, 3)).astype(np.uint16)
     _png16_filtered(tmp_path / "f.png", a)
     assert np.array_equal(read_image(tmp_path / "f.png"), a)
+    data = bytearray((tmp_path / "f.png").read_bytes())
+    data[data.index(b"IDAT") + 20] ^= 0x01  # one bit of the pixel data
+    (tmp_path / "flip.png").write_bytes(bytes(data))
+    with pytest.raises(ImageError, match=r"flip.png: corrupt PNG \(CRC mismatch in the b'IDAT' chunk"):
+        read_image(tmp_path / "flip.png")
+    (tmp_path / "cut.png").write_bytes(bytes(data[:60]))
+    with pytest.raises(ImageError, match=r"cut.png: truncated PNG \(b'IDAT' chunk at byte 33 cut short\)"):
+        read_image(tmp_path / "cut.png")
 
 
 def test_unusable_images_name_the_file_and_the_reason(tmp_path):

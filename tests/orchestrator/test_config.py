@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -28,6 +28,7 @@ class Exp:
     amp: bool = False
     optim: Optim = Optim()
     tags: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def test_defaults_yaml_then_overrides(tmp_path: Path) -> None:
@@ -94,6 +95,21 @@ def test_bad_yaml_files(tmp_path: Path) -> None:
         C.build(Exp, y)
     with pytest.raises(ConfigError, match="not found"):
         C.build(Exp, tmp_path / "missing.yaml")
+    y.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml is not UTF-8 text \(byte 6\)"):
+        C.build(Exp, y)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        C.build(Exp, tmp_path)  # a folder
+
+
+def test_an_override_below_a_value_an_earlier_one_set():
+    """Each override is checked as it is applied: ``optim=`` (not a mapping) is named, and a
+    later ``optim.lr=`` does not fail on it with a TypeError."""
+    with pytest.raises(ConfigError) as exc:
+        C.build(Exp, None, ["optim=", "optim.lr=0.1"])
+    assert exc.value.key == "optim" and "expected a mapping for Optim" in str(exc.value)
+    with pytest.raises(ConfigError, match=r"extra.a is 'x', not a mapping with a key 'b'"):
+        C.build(Exp, None, ["extra.a=x", "extra.a.b=y"])
 
 
 def test_project_configs_load() -> None:
