@@ -20,7 +20,14 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.cli import RUN_FLAGS, add_config_arguments, add_run_arguments, resolve_config, run_overrides
+from orchestrator.cli import (
+    RUN_FLAGS,
+    add_config_arguments,
+    add_run_arguments,
+    os_error,
+    resolve_config,
+    run_overrides,
+)
 from orchestrator.cluster import ClusterError
 from orchestrator.config import CorrelationConfig
 from orchestrator.correlation_job import JobStateError, run_correlation
@@ -58,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_correlation(cfg)
     except (DatasetError, JobStateError, ClusterError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the output folder: a file, read-only, full
+        print(f"error: {os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(

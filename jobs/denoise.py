@@ -50,8 +50,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         kwargs = json.loads(args.original_kwargs)
+    except json.JSONDecodeError as exc:
+        print(f"error: --original-kwargs is not JSON ({exc})", file=sys.stderr)
+        return 2
+    try:
         files = collect_inputs(args.input)
-    except (json.JSONDecodeError, FileNotFoundError) as exc:
+    except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not files:

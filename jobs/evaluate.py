@@ -60,7 +60,10 @@ def _ablation_source(name: str, experiment: str, tracking_uri: str) -> str:
     tracker = Tracker(TrackingConfig(uri=tracking_uri))
     exp = tracker.client.get_experiment_by_name(experiment)
     if exp is None:
-        raise CheckpointError(f"--experiment {experiment!r}: no such experiment in {tracker.uri}")
+        raise CheckpointError(
+            f"--ablation {name!r}: no experiment {experiment!r} in {tracker.uri} (train it with "
+            "jobs/ablations.py first, or name the experiment that holds it with --experiment)"
+        )
     run_id = tracker.find_run(exp.experiment_id, {"denoise.ablation": name, "denoise.status": "finished"})
     if run_id is None:
         raise CheckpointError(f"--ablation {name!r}: no finished run of it in experiment {experiment!r}")
@@ -90,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     print(f"denoiser: {den.description}", flush=True)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     try:
+        out.mkdir(parents=True, exist_ok=True)
         index = resolve_data(DataConfig(root=args.data or ""))
         noisy, clean = load_validation(index)
         with connect() as resources:
@@ -115,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, ClusterError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the output folder: a file, read-only, full
+        from orchestrator.cli import os_error
+
+        print(f"error: {os_error(exc)}", file=sys.stderr)
+        return 1
     write_per_block(out / "per_block.csv", result.per_block)
     (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1))
     m = {k.removeprefix(f"{result.prefix}_"): v for k, v in result.metrics.items()}

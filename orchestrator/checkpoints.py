@@ -10,7 +10,10 @@ another architecture, an MLflow run or model that does not exist.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,13 +104,24 @@ def _download(uri: str, tracking_uri: str, dst: Path) -> tuple[Path, str]:
 
 
 def _load(path: Path, source: str) -> Any:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # torch.save writes a zip (or a pickle)
+        raise CheckpointError(f"{source}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on pickle protocols: the error below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, a zip error, a disallowed global: never executed
-        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        refused = re.search(r"Unsupported (global: GLOBAL [\w.]+|operand \S+)", text)
+        if refused:
+            reason = f"it holds Python objects, not only tensors ({refused.group(0)}); nothing was run"
+        else:
+            reason = f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
         raise CheckpointError(
             f"{source}: not a checkpoint this tool can read safely (loaded with weights_only=True: "
-            f"tensors and plain containers only; {type(exc).__name__}: {reason})"
+            f"tensors and plain containers only; {reason})"
         ) from None
 
 
@@ -140,11 +154,27 @@ def _from_file(path: Path, source: str, original: str, original_kwargs: Mapping 
 def _load_state(model: nn.Module, state: Mapping, source: str, name: str) -> None:
     try:
         model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()
+    except RuntimeError:
         raise CheckpointError(
-            f"{source}: its weights do not fit the {name} architecture ({' '.join(first[:3])[:400]})"
+            f"{source}: its weights do not fit the {name} architecture ({state_mismatch(model, state)})"
         ) from None
+
+
+def state_mismatch(model: nn.Module, state: Mapping) -> str:
+    """How ``state`` differs from ``model``'s parameters, in one line with an example of each."""
+    want = model.state_dict()
+    parts = []
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    shapes = [
+        f"{k}: {tuple(getattr(state[k], 'shape', ()))} here, {tuple(want[k].shape)} expected"
+        for k in want
+        if k in state and getattr(state[k], "shape", None) != want[k].shape
+    ]
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes)):
+        if keys:
+            parts.append(f"{len(keys)} {label}, e.g. {keys[0]}")
+    return "; ".join(parts) or "same keys and shapes, different types"
 
 
 def _unwrap(blob: Any) -> Mapping[str, torch.Tensor] | None:

@@ -58,6 +58,14 @@ def resolve_config(cls: type[T], args: argparse.Namespace, flags: Iterable[str] 
     return cfg, 0
 
 
+def os_error(exc: OSError) -> str:
+    """An ``OSError`` in one line that names the file: ``PATH: reason``."""
+    if exc.filename is None:
+        return str(exc)
+    where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    return f"{where}: {exc.strerror}"
+
+
 # Shorthand options and the config keys they set, for jobs that read a dataset and log to MLflow.
 RUN_FLAGS = {"data": "data.root", "out": "out", "tracking_uri": "tracking.uri"}
 # ... and for the jobs that run a study as Tune trials.

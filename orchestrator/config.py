@@ -218,10 +218,18 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:  # a folder, no permission, an I/O error
         raise ConfigError("", f"config file {path} cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError("", f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError("", f"config file {path} is not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, Mapping):
         raise ConfigError("", f"config file {path} must hold a mapping at the top level")
     return dict(data)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: where in the file, and what (PyYAML's own text spans several)."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return " ".join(str(exc).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def merge(base: Mapping, extra: Mapping) -> dict:
@@ -243,6 +251,8 @@ def build(cls: type[T], yaml_path: str | Path | None = None, overrides: Iterable
             data = merge(data, load_yaml(yaml_path))
             cfg = from_dict(cls, data)
         except ConfigError as exc:
+            if str(yaml_path) in str(exc):
+                raise
             raise ConfigError(exc.key, f"{exc} (in {yaml_path})") from None
     else:
         cfg = from_dict(cls, data)
@@ -378,6 +388,12 @@ class CorrelationConfig:
     strict: bool = False
     resume: bool = True
     figures: CorrelationFigures = CorrelationFigures()
+
+    def __post_init__(self) -> None:
+        for name, low in (("radius", 1), ("workers", 0), ("threads", 1), ("max_pairs", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(name, f"must be >= {low}, got {getattr(self, name)}")
+
     mask_threshold: float = 0.02
     ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig()

@@ -447,13 +447,17 @@ def run_job(run: Callable[[], StudyOutcome], *, out: str, stopped_ok: bool = Fal
         DatasetError,
         UpstreamError,
         StorageError,
-        OSError,  # the output folder unwritable or full; the message names the path
         ClusterError,
         ShardError,
         TrackingError,
         ValueError,
     ) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the output folder: a file, read-only, full
+        from orchestrator.cli import os_error
+
+        print(f"error: {os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(

@@ -76,9 +76,12 @@ def _domain(key: str, spec: dict[str, Any]):
         if not isinstance(args, list) or not args:
             raise ConfigError(f"space.{key}.{kind}", f"expected a non-empty list, got {args!r}")
         return tune.grid_search(args) if kind == "grid" else tune.choice(args)
-    if not isinstance(args, list) or len(args) not in (2, 3):
+    numbers = isinstance(args, list) and all(
+        isinstance(a, int | float) and not isinstance(a, bool) for a in args
+    )
+    if not numbers or len(args) not in (2, 3):
         raise ConfigError(
-            f"space.{key}.{kind}", f"expected [low, high] (quniform: [low, high, q]), got {args!r}"
+            f"space.{key}.{kind}", f"expected numbers [low, high] (quniform: [low, high, q]), got {args!r}"
         )
     try:
         return getattr(tune, kind)(*args)

@@ -109,6 +109,10 @@ def denoise_image(
 
     ``tile`` 0 runs the whole image in one pass. ``on_tile(done, total)`` is called after each tile.
     """
+    if tile > 0 and (tile % ALIGN or margin % ALIGN):
+        raise ValueError(f"tile ({tile}) and margin ({margin}) must be multiples of {ALIGN}")
+    if tile > 0 and blend > margin:
+        raise ValueError(f"blend ({blend}) cannot exceed margin ({margin})")
     device = device or torch.device("cpu")
     h, w = image.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].float().to(device)
@@ -119,10 +123,6 @@ def denoise_image(
         if on_tile:
             on_tile(1, 1)
         return out
-    if tile % ALIGN or margin % ALIGN:
-        raise ValueError(f"tile ({tile}) and margin ({margin}) must be multiples of {ALIGN}")
-    if blend > margin:
-        raise ValueError(f"blend ({blend}) cannot exceed margin ({margin})")
     acc = np.zeros((H, W, 3), np.float64)
     weight = np.zeros((H, W, 1), np.float64)
     ys, xs = range(0, H, tile), range(0, W, tile)

@@ -8,6 +8,7 @@ worker whose working directory is a temp folder logs to the same store as the dr
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -65,6 +66,8 @@ class Tracker:
         from mlflow import MlflowClient
 
         cfg = cfg or TrackingConfig()
+        # A new sqlite store logs its table creation at INFO on stderr: noise around every job.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
         self.uri = resolve_uri(cfg.uri)
         self.cfg = cfg
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)

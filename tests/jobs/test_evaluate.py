@@ -77,6 +77,6 @@ def test_distributed_evaluation_and_submission(ray_local, synthetic_tree, tmp_pa
 def test_unknown_sources_fail_clearly(ray_local, synthetic_tree, tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert evaluate.main(["--ablation", "ssid", "--tracking-uri", uri, "--data", str(synthetic_tree)]) == 3
-    assert "no such experiment" in capsys.readouterr().err
+    assert "no experiment 'ablations-smoke'" in capsys.readouterr().err
     assert evaluate.main(["--checkpoint", str(tmp_path / "none.pt"), "--data", str(synthetic_tree)]) == 3
     assert "no such file" in capsys.readouterr().err

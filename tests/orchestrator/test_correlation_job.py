@@ -188,8 +188,10 @@ def test_pearson_statistic(ray_local, synthetic_tree, tmp_path):
 def test_config_errors_come_before_any_work(tmp_path, capsys):
     assert job.main(["--out", str(tmp_path / "o"), "--set", "figures.offsets=[[0, 11]]"]) == 1
     assert "offset (0, 11) lies outside the radius-10 map" in capsys.readouterr().err
-    assert job.main(["--statistic", "pearson", "--set", "radius=-1", "--print-config"]) == 0
-    capsys.readouterr()
+    assert job.main(["--statistic", "pearson", "--set", "radius=-1", "--print-config"]) == 2
+    assert "config key 'radius': must be >= 1, got -1" in capsys.readouterr().err
+    assert job.main(["--statistic", "pearson", "--set", "radius=3", "--print-config"]) == 0
+    assert "radius: 3" in capsys.readouterr().out
     assert job.main(["--out", "2024", "--data", "yes", "--print-config"]) == 0
     printed = capsys.readouterr().out
     assert "out: '2024'" in printed and "root: 'yes'" in printed  # flag values stay strings
