@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# hypothesis keeps caches in ./.hypothesis by default: keep them out of the checkout.
+_HYPOTHESIS_DIR = os.path.join(tempfile.gettempdir(), "denoise-lab-hypothesis")
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", _HYPOTHESIS_DIR)
 
 DATA = Path(__file__).parent / "data"
 
