@@ -87,7 +87,6 @@ def main(mode: str, work: Path, cache: Path) -> None:
         if mode == "full":
             thing.unlink()
         else:
-            _mount("--make-private", str(thing))
             subprocess.run(["umount", str(thing)], check=True)
     resumed = run_local(study, plan(study, index, store=disk), data, progress=False)
     result["resumed_reused"] = resumed["ssid"]["bnn"].reused
