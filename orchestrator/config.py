@@ -388,12 +388,11 @@ class CorrelationConfig:
     strict: bool = False
     resume: bool = True
     figures: CorrelationFigures = CorrelationFigures()
+    mask_threshold: float = 0.02
+    ray: RayConfig = RayConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     def __post_init__(self) -> None:
         for name, low in (("radius", 1), ("workers", 0), ("threads", 1), ("max_pairs", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(name, f"must be >= {low}, got {getattr(self, name)}")
-
-    mask_threshold: float = 0.02
-    ray: RayConfig = RayConfig()
-    tracking: TrackingConfig = TrackingConfig()
