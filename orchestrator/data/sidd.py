@@ -216,7 +216,7 @@ def mat_variables(path: str | Path) -> dict[str, tuple[tuple[int, ...], str]]:
         raise
     except matfile.MatError as exc:
         raise DatasetError([(path, f"not a readable MATLAB .mat file ({exc})")]) from None
-    except Exception as exc:  # scipy/h5py raise many types for a damaged file
+    except Exception as exc:  # h5py raises many types for a damaged file
         raise DatasetError(
             [(path, f"not a readable MATLAB .mat file ({type(exc).__name__}: {exc})")]
         ) from None
