@@ -28,6 +28,7 @@ from orchestrator.config import (
     TrackingConfig,
     TrialConfig,
     build,
+    flatten,
     merge,
     to_dict,
 )
@@ -273,7 +274,10 @@ def resolve(study: StudyConfig, name: str) -> tuple[Ablation, tuple[StageConfig,
         model = d.get("model", {})
         defaults = study.models.get(model.get("name", ""), {})
         d["model"] = {**model, "kwargs": merge(defaults, model.get("kwargs") or {})}
-        cfg = stage_from_dict(d, where=f"{name}.{stage}")
+        try:
+            cfg = stage_from_dict(d, where=f"{name}.{stage}")
+        except ConfigError as exc:
+            raise _blame(exc, study, name, stage, model.get("name", "")) from None
         earlier = [s.name for s in resolved]
         for t in cfg.upstream:
             if t not in earlier:
@@ -282,6 +286,20 @@ def resolve(study: StudyConfig, name: str) -> tuple[Ablation, tuple[StageConfig,
                 )
         resolved.append(cfg)
     return entry, tuple(resolved)
+
+
+def _blame(exc: ConfigError, study: StudyConfig, name: str, stage: str, model: str) -> ConfigError:
+    """The error of a resolved stage, named by the key the user set when the value is theirs:
+    ``overrides.<ablation>.<stage>...``, or ``models.<model>.<argument>`` for a model default
+    (the stage's own path, ``<ablation>.<stage>...``, otherwise)."""
+    inside = exc.key.removeprefix(f"{name}.{stage}").lstrip(".")
+    mine = flatten(study.overrides.get(name, {}).get(stage, {}))
+    if inside and any(k == inside or k.startswith(f"{inside}.") or inside.startswith(f"{k}.") for k in mine):
+        return ConfigError(f"overrides.{name}.{stage}.{inside}", exc.reason)
+    parts = inside.split(".")
+    if parts[:2] == ["model", "kwargs"] and len(parts) > 2 and parts[2] in study.models.get(model, {}):
+        return ConfigError(".".join(["models", model, *parts[2:]]), exc.reason)
+    return exc
 
 
 def selected(study: StudyConfig) -> list[str]:

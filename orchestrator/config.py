@@ -32,7 +32,7 @@ class ConfigError(ValueError):
     """A config key is unknown or its value has the wrong type. ``key`` is the dotted path."""
 
     def __init__(self, key: str, message: str):
-        self.key = key
+        self.key, self.reason = key, message
         super().__init__(f"config key {key!r}: {message}" if key else message)
 
 

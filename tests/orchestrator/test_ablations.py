@@ -111,6 +111,11 @@ def test_overrides_from_the_command_line_and_their_errors():
         resolve(load_profile("smoke", ["overrides.L-2.bsn.model.kwargs.widht=8"]), "L-2")
     with pytest.raises(ConfigError, match=r"'ssid\.bnn\.train\.batch': must be >= 1, got 0"):
         resolve(load_profile("smoke", ["train.ssid.batch=0"]), "ssid")
+    # An error in a value the user set under overrides is named by that key.
+    with pytest.raises(ConfigError, match=r"'overrides\.ssid\.bnn\.train\.steps': expected int, got ''"):
+        resolve(load_profile("smoke", ["overrides.ssid.bnn.train.steps="]), "ssid")
+    with pytest.raises(ConfigError, match=r"'models\.ssid_bnn\.depth': not an argument of 'ssid_bnn'"):
+        resolve(load_profile("smoke", ["models.ssid_bnn.depth=3"]), "ssid")
     with pytest.raises(ConfigError, match="schedule 'step' needs decay_every or decay_epochs"):
         resolve(
             load_profile("smoke", ["train.lgbpn.optim.decay_every=0", "train.lgbpn.optim.decay_epochs=0"]),
