@@ -24,7 +24,7 @@ from orchestrator.cli import (
     RUN_FLAGS,
     add_config_arguments,
     add_run_arguments,
-    os_error,
+    error_text,
     resolve_config,
     run_overrides,
 )
@@ -63,11 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         return code
     try:
         summary = run_correlation(cfg)
-    except (DatasetError, JobStateError, ClusterError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # the output folder: a file, read-only, full
-        print(f"error: {os_error(exc)}", file=sys.stderr)
+    except (DatasetError, JobStateError, ClusterError, ValueError, OSError) as exc:
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(

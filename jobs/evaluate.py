@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the output folder: a file, read-only, full
-        from orchestrator.cli import os_error
+        from orchestrator.cli import error_text
 
-        print(f"error: {os_error(exc)}", file=sys.stderr)
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 1
     write_per_block(out / "per_block.csv", result.per_block)
     (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1))

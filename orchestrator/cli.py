@@ -58,9 +58,10 @@ def resolve_config(cls: type[T], args: argparse.Namespace, flags: Iterable[str] 
     return cfg, 0
 
 
-def os_error(exc: OSError) -> str:
-    """An ``OSError`` in one line that names the file: ``PATH: reason``."""
-    if exc.filename is None:
+def error_text(exc: BaseException) -> str:
+    """A job's error in one line; an ``OSError`` (an output folder that is a file, read-only or
+    full) names its file: ``PATH: reason``."""
+    if not isinstance(exc, OSError) or exc.filename is None:
         return str(exc)
     where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
     return f"{where}: {exc.strerror}"

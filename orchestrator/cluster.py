@@ -43,6 +43,15 @@ def check_reachable(address: str, *, timeout_s: float = 5.0) -> None:
         ) from exc
 
 
+def quiet_ray_data() -> None:
+    """Ray Data without its progress bars and start-up banner: the jobs print their own progress."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
 @contextlib.contextmanager
 def connect(cfg: RayConfig | None = None, *, quiet: bool = True) -> Iterator[dict]:
     """Use the running Ray session, attach to a cluster, or start a local Ray; yield its resources.

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchestrator.cluster import quiet_ray_data
 from orchestrator.config import CorrelationConfig
 from orchestrator.correlation import CorrelationSums, correlation_sums, noise_of
 from orchestrator.data.sidd import PairRecord, SiddIndex, read_pair
@@ -179,9 +180,7 @@ def compute_rows(rows: list[dict], cfg: CorrelationConfig, resources: dict):
     """Run :func:`pair_task` over ``rows`` with Ray Data; yield result rows as they finish."""
     import ray
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # the driver prints its own progress lines
-    ctx.print_on_execution_start = False
+    quiet_ray_data()
     cpus = float(resources.get("CPU", 1))
     workers = cfg.workers or max(1, int(cpus // cfg.threads))
     ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(

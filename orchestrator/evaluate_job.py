@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from orchestrator.cluster import quiet_ray_data
 from orchestrator.evaluation import device_for, infer, metric_prefix, to_images, to_tensor
 from orchestrator.metrics import evaluate as block_metrics
 
@@ -64,9 +65,7 @@ def run_blocks(
     """Denoise (and score) (N, H, W, 3) blocks on a Ray Data actor pool; yields result rows."""
     import ray
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
+    quiet_ray_data()
     items = [
         {"index": i, "noisy": noisy[i], **({"clean": clean[i]} if clean is not None else {})}
         for i in range(len(noisy))

@@ -434,6 +434,7 @@ def run_job(run: Callable[[], StudyOutcome], *, out: str, stopped_ok: bool = Fal
     what depended on them count as finished); 1: a stage or the tracking failed, or the job
     could not start; 130: interrupted (finished stages and checkpoints are kept in ``out``).
     """
+    from orchestrator.cli import error_text
     from orchestrator.cluster import ClusterError
     from orchestrator.config import ConfigError
     from orchestrator.data.shards import ShardError
@@ -451,13 +452,9 @@ def run_job(run: Callable[[], StudyOutcome], *, out: str, stopped_ok: bool = Fal
         ShardError,
         TrackingError,
         ValueError,
+        OSError,  # the output folder: a file, read-only, full
     ) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # the output folder: a file, read-only, full
-        from orchestrator.cli import os_error
-
-        print(f"error: {os_error(exc)}", file=sys.stderr)
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(

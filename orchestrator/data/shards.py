@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchestrator.cluster import quiet_ray_data
 from orchestrator.data.sidd import PairRecord, read_png
 from orchestrator.progress import Progress
 
@@ -105,9 +106,7 @@ def build_shards(
     if bar:
         bar.done = len(done)
     if todo:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
+        quiet_ray_data()
         cpus = int((resources or ray.cluster_resources()).get("CPU", 1)) or 1
         ds = ray.data.from_items(todo, override_num_blocks=len(todo)).map(
             _cut_pair,
