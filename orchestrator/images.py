@@ -16,7 +16,15 @@ import numpy as np
 
 from orchestrator.metrics import quantize_uint8
 
-__all__ = ["ImageError", "read_image", "write_image", "SUFFIXES", "to_model_range", "from_model_range"]
+__all__ = [
+    "ImageError",
+    "read_image",
+    "write_image",
+    "SUFFIXES",
+    "to_model_range",
+    "from_model_range",
+    "png_chunk",
+]
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -180,17 +188,21 @@ def _unfilter(kind: int, line: np.ndarray, prev: np.ndarray, bpp: int, path: Pat
     return np.frombuffer(bytes(cur), np.uint8)
 
 
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, type, body and the CRC of type and body."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
 def _write_png16(path: Path, pixels: np.ndarray) -> None:
     h, w, c = pixels.shape
     body = np.ascontiguousarray(pixels.astype(">u2").reshape(h, w * c)).view(np.uint8)
     raw = np.concatenate([np.zeros((h, 1), np.uint8), body], axis=1).tobytes()
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(
-        _PNG_SIG + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+        _PNG_SIG
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(raw, 6))
+        + png_chunk(b"IEND", b"")
     )
     tmp.replace(path)

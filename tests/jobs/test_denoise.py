@@ -15,8 +15,9 @@ from PIL import Image
 from jobs import denoise
 from models.registry import create_model
 from orchestrator.checkpoints import CheckpointError, load_denoiser
-from orchestrator.images import ImageError, read_image, write_image
+from orchestrator.images import ImageError, png_chunk, read_image, write_image
 from orchestrator.tiling import denoise_image
+from tests.files import CodePayload, stage_model_file
 
 RNG = np.random.default_rng(0)
 
@@ -46,12 +47,12 @@ def _png16_filtered(path: Path, a: np.ndarray) -> None:
             f = x - np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, ul))
         rows.append(bytes([kind]) + (f % 256).astype(np.uint8).tobytes())
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
     idat = zlib.compress(b"".join(rows))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    signature = b"\x89PNG\r\n\x1a\n"
+    path.write_bytes(
+        signature + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize(
@@ -127,27 +128,11 @@ def test_tiled_output_equals_whole_image_inference(name, kwargs, margin, tol):
     assert float(np.abs(tiled - whole).max()) < tol
 
 
-def _stage_file(tmp_path: Path) -> Path:
-    """A finished stage's model.pt, written as a stage writes it."""
-    torch.manual_seed(0)
-    net = create_model("ssid_unet", dim=8)
-    config = {"model": {"name": "ssid_unet", "kwargs": {"dim": 8}, "mask": None}}
-    meta = {"format": 1, "key": "k", "name": "unet", "config": config, "step": 3}
-    path = tmp_path / "model.pt"
-    torch.save({"meta": meta, "model": net.state_dict()}, path)
-    return path
-
-
-class _NotWeights:  # a pickled object: weights_only loading must refuse it, never run it
-    def __reduce__(self):
-        return (print, ("this must never run",))
-
-
 def test_bad_checkpoints_fail_clearly(tmp_path, capsys):
-    good = _stage_file(tmp_path)
+    good = stage_model_file(tmp_path)
     assert "ssid_unet" in load_denoiser(str(good)).description
     (tmp_path / "text.pt").write_text("not a checkpoint")
-    torch.save({"x": _NotWeights()}, tmp_path / "code.pt")
+    torch.save({"x": CodePayload()}, tmp_path / "code.pt")
     blob = torch.load(good, weights_only=True)
     blob["meta"]["config"]["model"]["kwargs"]["dim"] = 12
     torch.save(blob, tmp_path / "wrong.pt")

@@ -13,14 +13,14 @@ import contextlib
 import io
 import re
 import shutil
-import struct
 import sys
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from tests.files import CodePayload, stage_model_file, with_ihdr
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "BAD_INPUTS.md"
@@ -57,20 +57,6 @@ def _tree(tmp: Path) -> Path:
 
 def _first(tree: Path, pattern: str) -> Path:
     return sorted(tree.glob(f"{SCENE_GLOB}/{pattern}"))[0]
-
-
-def _model(tmp: Path) -> Path:
-    """A finished stage's ``model.pt`` in the format training writes (tiny SSID UNet)."""
-    import torch
-
-    from models.registry import create_model
-    from orchestrator.stages import FORMAT, ModelSpec, StageConfig, key_config
-
-    cfg = StageConfig(name="unet", model=ModelSpec("ssid_unet", {"dim": 8}))
-    net = create_model("ssid_unet", dim=8)
-    meta = {"format": FORMAT, "key": "k", "name": "unet", "config": key_config(cfg), "step": 1}
-    torch.save({"meta": meta, "model": net.state_dict()}, tmp / "model.pt")
-    return tmp / "model.pt"
 
 
 def _image(tmp: Path, name: str, pixels: np.ndarray) -> Path:
@@ -120,10 +106,7 @@ def _bit_flip(tmp: Path) -> Path:
 def _huge_header(tmp: Path) -> Path:
     tree = _tree(tmp)
     png = _first(tree, "*_NOISY_SRGB_010.PNG")
-    data = png.read_bytes()
-    ihdr = struct.pack(">IIBBBBB", 2**31 - 1, 1, 8, 2, 0, 0, 0)
-    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    png.write_bytes(data[:8] + chunk + data[33:])
+    png.write_bytes(with_ihdr(png.read_bytes(), 2**31 - 1, 1, 8, 2, 0, 0, 0))
     return tree
 
 
@@ -207,20 +190,13 @@ def _denoise(checkpoint: Callable[[Path], str], image: Callable[[Path], Path] | 
 
 
 def _ok_model(tmp: Path) -> str:
-    return str(_model(tmp))
-
-
-class _Payload:
-    """Unpickled by a plain ``torch.load``, it would call ``print``: any code could stand there."""
-
-    def __reduce__(self):
-        return (print, ("this must never run",))
+    return str(stage_model_file(tmp))
 
 
 def _pickled_code(tmp: Path) -> str:
     import torch
 
-    torch.save({"model": _Payload()}, tmp / "evil.pt")
+    torch.save({"model": CodePayload()}, tmp / "evil.pt")
     return str(tmp / "evil.pt")
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ from orchestrator.config import ConfigError, CorrelationConfig, DemoConfig, buil
 from orchestrator.data import sidd
 from orchestrator.data.sidd import DatasetError
 from orchestrator.sweep import load_sweep, variants
+from tests.files import with_ihdr
 
 _COMMON = {"deadline": None, "database": None, "suppress_health_check": [HealthCheck.too_slow]}
 settings.register_profile("ci", max_examples=120, derandomize=True, **_COMMON)
@@ -183,10 +182,6 @@ def _png16(tmp: Path, h: int = 5, w: int = 7) -> bytes:
     return (tmp / "base16.png").read_bytes()
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
 @st.composite
 def _mutated(draw, base: bytes) -> bytes:
     """Bytes flipped, cut short or inserted; or a valid file with a rewritten IHDR (its CRC made
@@ -203,8 +198,8 @@ def _mutated(draw, base: bytes) -> bytes:
         data[at:at] = draw(st.binary(min_size=1, max_size=16))
     else:
         interesting = st.sampled_from([0, 1, 2, 3, 7, 5000, 2**16, 2**31 - 1, 2**32 - 1])
-        ihdr = struct.pack(
-            ">IIBBBBB",
+        data = with_ihdr(
+            base,
             draw(interesting),
             draw(interesting),
             draw(st.sampled_from([1, 2, 4, 8, 16, 3, 255])),
@@ -213,7 +208,6 @@ def _mutated(draw, base: bytes) -> bytes:
             draw(st.sampled_from([0, 1])),
             draw(st.sampled_from([0, 1, 2])),
         )
-        data = bytearray(base[:8] + _chunk(b"IHDR", ihdr) + base[8 + 25 :])
     return bytes(data)
 
 

@@ -188,14 +188,10 @@ def test_bit_flip_in_png_is_caught_by_crc(tree: Path) -> None:
 
 def test_png_claiming_billions_of_pixels_is_not_decoded(tree: Path) -> None:
     """A header (valid CRC) giving 2^31-1 x 1 pixels: refused before any allocation."""
-    import struct
-    import zlib
+    from tests.files import with_ihdr
 
     bad = tree / MEDIUM_DIR / SCENE / "0001_GT_SRGB_010.PNG"
-    data = bad.read_bytes()
-    ihdr = struct.pack(">IIBBBBB", 2**31 - 1, 1, 8, 2, 0, 0, 0)
-    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    bad.write_bytes(data[:8] + chunk + data[33:])
+    bad.write_bytes(with_ihdr(bad.read_bytes(), 2**31 - 1, 1, 8, 2, 0, 0, 0))
     with pytest.raises(DatasetError) as exc:
         index_sidd(tree)
     assert "not decoded: Image size (2147483647 pixels) exceeds limit" in _problem(exc, bad)

@@ -1,0 +1,37 @@
+"""Files the tests write: a finished stage's ``model.pt`` as training writes it, a pickle that
+would run code if it were ever unpickled without ``weights_only``, and PNGs with a rewritten
+header."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import torch
+
+from models.registry import create_model
+from orchestrator.images import png_chunk
+from orchestrator.stages import FORMAT, ModelSpec, StageConfig, key_config
+
+
+def stage_model_file(folder: Path) -> Path:
+    """``folder/model.pt`` of a finished stage (a small SSID UNet, step 3)."""
+    torch.manual_seed(0)
+    cfg = StageConfig(name="unet", model=ModelSpec("ssid_unet", {"dim": 8}))
+    net = create_model("ssid_unet", dim=8)
+    meta = {"format": FORMAT, "key": "k", "name": "unet", "config": key_config(cfg), "step": 3}
+    torch.save({"meta": meta, "model": net.state_dict()}, folder / "model.pt")
+    return folder / "model.pt"
+
+
+class CodePayload:
+    """Unpickled by a plain ``torch.load``, it would call ``print``: any code could stand there."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def with_ihdr(png: bytes, *fields: int) -> bytes:
+    """``png`` with its header chunk replaced by one holding ``fields`` (width, height, bit depth,
+    colour type, compression, filter, interlace), its CRC made right so readers get past it."""
+    return png[:8] + png_chunk(b"IHDR", struct.pack(">IIBBBBB", *fields)) + png[33:]
