@@ -189,7 +189,7 @@ def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
 
     A string field keeps the literal text (``name=123`` sets the string "123").
     """
-    data = to_dict(cfg)
+    data, result = to_dict(cfg), cfg
     for text in overrides:
         key, value = _parse_override(text)
         path = key.split(".")
@@ -203,8 +203,8 @@ def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
                 where = ".".join(path[: i + 1])
                 raise ConfigError(key, f"{where} is {node!r}, not a mapping with a key {path[i + 1]!r}")
         node[path[-1]] = value
-        from_dict(type(cfg), data)  # each override checked as it is applied: the error names it
-    return from_dict(type(cfg), data)
+        result = from_dict(type(cfg), data)  # each override checked as it is applied: the error names it
+    return result
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
