@@ -52,6 +52,24 @@ def quiet_ray_data() -> None:
     ctx.print_on_execution_start = False
 
 
+def prompt_dispatch(wait_s: float = 0.02) -> None:
+    """Let Ray Data start the next task soon after any running one finishes.
+
+    Ray Data's streaming executor waits in ``ray.wait`` for *all* its running tasks, up to 0.1 s,
+    before it dispatches again. With tasks of about a second and one task per CPU, every worker
+    then idles for up to 0.1 s after each task: with 2 workers the gap between tasks measured
+    0.17 s against 0.04 s with a 0.02 s bound (``bench/correlation.py``). The shorter bound costs
+    the driver a few more wake-ups. A Ray without this setting is left alone.
+    """
+    try:
+        from ray.data._internal.execution import streaming_executor_state as state
+    except ImportError:  # pragma: no cover - another Ray layout
+        return
+    current = getattr(state, "WAIT_FOR_TASK_COMPLETION_TIMEOUT_S", None)
+    if isinstance(current, int | float) and current > wait_s:
+        state.WAIT_FOR_TASK_COMPLETION_TIMEOUT_S = wait_s
+
+
 @contextlib.contextmanager
 def connect(cfg: RayConfig | None = None, *, quiet: bool = True) -> Iterator[dict]:
     """Use the running Ray session, attach to a cluster, or start a local Ray; yield its resources.

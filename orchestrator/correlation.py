@@ -28,6 +28,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import fft as sfft
 
 STATISTICS = ("rgb_pearson", "pearson")
@@ -50,7 +51,7 @@ def noise_of(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
     """Noise ``noisy - clean`` as int16, from two uint8 images of the same shape (H, W, 3)."""
     if noisy.shape != clean.shape:
         raise ValueError(f"noisy shape {noisy.shape} != clean shape {clean.shape}")
-    return noisy.astype(np.int16) - clean.astype(np.int16)
+    return np.subtract(noisy, clean, dtype=np.int16)  # one pass, no int16 copies of the inputs
 
 
 def _check_noise(noise: np.ndarray, radius: int) -> None:
@@ -80,6 +81,11 @@ def autocorrelation(fields: np.ndarray, radius: int, *, workers: int = 1) -> np.
 def _fft_shape(h: int, w: int, radius: int) -> tuple[int, int]:
     # Zero padding by at least R turns the circular correlation into the linear one for |d| <= R.
     return sfft.next_fast_len(h + radius, real=True), sfft.next_fast_len(w + radius, real=True)
+
+
+# Elements per band in the passes that work band by band of rows: their scratch arrays (about
+# 1 MB) stay in cache.
+_BAND_PIXELS = 1 << 15
 
 
 class _Workspace(threading.local):
@@ -123,33 +129,28 @@ def _padded_autocorrelation(
         spec = np.fft.rfft2(padded, out=spec_out)
     else:
         spec = sfft.rfft2(padded, workers=workers, overwrite_x=True)
-    if summed:  # one power spectrum: the squares of every field's real and imaginary parts
-        parts = [p for f in spec.reshape(-1, *spec.shape[-2:]) for p in (f.real, f.imag)]
-        power = np.square(parts[0])
-        tmp = np.empty_like(power)
-        for part in parts[1:]:
-            power += np.square(part, out=tmp)
-    else:
-        power = np.square(spec.real)
-        power += np.square(spec.imag)
-    del spec
-    return _lags_from_power(power, shape, radius)
+    fields = spec.reshape(-1, *spec.shape[-2:])
+    groups = [fields] if summed else [fields[i : i + 1] for i in range(len(fields))]
+    out = np.stack([_lags_from_spectra(group, shape, radius) for group in groups])
+    return out[0] if summed else out.reshape(*padded.shape[:-2], *out.shape[-2:])
 
 
-def _lags_from_power(power: np.ndarray, shape: tuple[int, int], radius: int) -> np.ndarray:
-    """The inverse transform of a real field's power spectrum, at the (2R+1)^2 lags only.
+def _lags_from_spectra(spectra: np.ndarray, shape: tuple[int, int], radius: int) -> np.ndarray:
+    """The inverse transform of the summed power spectra of real fields, at the (2R+1)^2 lags only.
 
     Only 441 of the millions of lags are needed, so instead of a full inverse FFT the cosine sums
-    are taken directly as two matrix products: the power of a real field is even, so
+    are taken directly as matrix products: the power of a real field is even, so
     ``corr[d] = sum_k w(k) P(k) cos(2 pi (k0 d0 / N0 + k1 d1 / N1)) / N``, with weights ``w`` that
-    count each half-spectrum column twice except the zero and Nyquist ones.
+    count each half-spectrum column twice except the zero and Nyquist ones. The power is formed
+    band by band of rows and multiplied while still in cache.
 
     Args:
-        power: (..., N0, N1 // 2 + 1) power spectrum from ``rfft2`` of an (N0, N1) real field.
+        spectra: (F, N0, N1 // 2 + 1) ``rfft2`` of F real (N0, N1) fields.
     """
     n0, n1 = shape
+    size = 2 * radius + 1
     ks = np.arange(-radius, radius + 1)
-    k1 = np.arange(power.shape[-1])
+    k1 = np.arange(spectra.shape[-1])
     weight = np.full(k1.shape, 2.0)
     weight[0] = 1.0
     if n1 % 2 == 0:
@@ -157,9 +158,24 @@ def _lags_from_power(power: np.ndarray, shape: tuple[int, int], radius: int) -> 
     # Angles from exact integer phases (k * d mod N) keep the cosines accurate for large N.
     ang1 = 2 * np.pi * ((k1[:, None] * ks[None, :]) % n1) / n1  # (N1h, 2R+1)
     ang0 = 2 * np.pi * ((ks[:, None] * np.arange(n0)[None, :]) % n0) / n0  # (2R+1, N0)
-    by_col_cos = power @ (weight[:, None] * np.cos(ang1))  # (..., N0, 2R+1)
-    by_col_sin = power @ (weight[:, None] * np.sin(ang1))
-    corr = np.cos(ang0) @ by_col_cos - np.sin(ang0) @ by_col_sin
+    cos_sin = np.concatenate([np.cos(ang1), np.sin(ang1)], axis=1) * weight[:, None]  # (N1h, 2 (2R+1))
+    by_col = np.empty((n0, 2 * size))
+    rows = max(1, _BAND_PIXELS // spectra.shape[-1])
+    power = np.empty((rows, spectra.shape[-1]))
+    square = np.empty_like(power)
+    for r0 in range(0, n0, rows):
+        n = min(rows, n0 - r0)
+        p, t = power[:n], square[:n]
+        first = True
+        for field in spectra[:, r0 : r0 + n]:
+            for part in (field.real, field.imag):
+                if first:
+                    np.square(part, out=p)
+                    first = False
+                else:
+                    p += np.square(part, out=t)
+        np.matmul(p, cos_sin, out=by_col[r0 : r0 + n])
+    corr = np.cos(ang0) @ by_col[:, :size] - np.sin(ang0) @ by_col[:, size:]
     return corr / (n0 * n1)
 
 
@@ -178,7 +194,7 @@ def _pair_counts(valid: np.ndarray, radius: int, *, workers: int = 1) -> np.ndar
         return area
     if n_bad > 0.02 * valid.size:
         return np.rint(autocorrelation(valid.astype(np.float64), radius, workers=workers))
-    ys, xs = np.nonzero(bad)
+    ys, xs = np.divmod(np.flatnonzero(bad), w)  # a tenth of np.nonzero's time on a 2-D mask
     ks = np.arange(-radius, radius + 1)
     # Invalid p with p+d inside, and invalid q with q-d inside: separable in rows and columns.
     row_fwd = ((ys[:, None] + ks) >= 0) & ((ys[:, None] + ks) < h)
@@ -187,14 +203,15 @@ def _pair_counts(valid: np.ndarray, radius: int, *, workers: int = 1) -> np.ndar
     col_bwd = ((xs[:, None] - ks) >= 0) & ((xs[:, None] - ks) < w)
     first = row_fwd.T.astype(np.float64) @ col_fwd.astype(np.float64)
     second = row_bwd.T.astype(np.float64) @ col_bwd.astype(np.float64)
-    # Invalid pairs: look up each invalid pixel's (2R+1)^2 neighbourhood (outside counts as valid).
-    padded = np.zeros((h + 2 * radius, w + 2 * radius), dtype=bool)
+    # Invalid pairs: each invalid pixel's (2R+1)^2 neighbourhood, gathered as whole windows
+    # (rows of 2R+1 bytes) from a padded mask where outside counts as valid.
+    size = 2 * radius + 1
+    padded = np.zeros((h + 2 * radius, w + 2 * radius), dtype=np.uint8)
     padded[radius : radius + h, radius : radius + w] = bad
-    both = np.zeros(area.shape)
-    for start in range(0, n_bad, 4096):  # bounded memory: 4096 x (2R+1)^2 booleans at a time
-        yy = ys[start : start + 4096, None, None] + radius + ks[None, :, None]
-        xx = xs[start : start + 4096, None, None] + radius + ks[None, None, :]
-        both += padded[yy, xx].sum(axis=0)
+    windows = sliding_window_view(padded, (size, size))
+    both = np.zeros(area.shape, dtype=np.int64)
+    for start in range(0, n_bad, 8192):  # bounded memory: 8192 x (2R+1)^2 bytes at a time
+        both += windows[ys[start : start + 8192], xs[start : start + 8192]].sum(axis=0, dtype=np.int64)
     return area - first - second + both
 
 
@@ -285,21 +302,40 @@ def _unit_table() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _unit_plane_lut(noise: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Write the 2-D unit vectors of integer noise in [-255, 255] into ``a``, ``b``; return validity."""
+    """Write the 2-D unit vectors of integer noise in [-255, 255] into ``a``, ``b``; return validity.
+
+    Works through bands of rows small enough for the cache: the table index and the looked-up
+    values of a band are formed in contiguous scratch arrays and copied into ``a`` and ``b``
+    (rows of the padded FFT buffer), so every pass but the last stays in cache.
+    """
     table_a, table_b = _unit_table()
     nb = 8 * _LUT_MAX + 1
-    x0, x1, x2 = noise[..., 0], noise[..., 1], noise[..., 2]
-    idx = np.subtract(x0, x1, out=_WORKSPACE.get("index", x0.shape, np.int32), dtype=np.int32)
-    idx += 2 * _LUT_MAX
-    idx *= nb
-    tmp = np.add(x0, x1, out=_WORKSPACE.get("scratch", x0.shape, np.int32), dtype=np.int32)
-    tmp -= x2
-    tmp -= x2
-    idx += tmp
-    idx += 4 * _LUT_MAX
-    np.take(table_a, idx, out=a, mode="clip")  # indices are in range; "clip" avoids a buffered copy
-    np.take(table_b, idx, out=b, mode="clip")
-    return idx != 2 * _LUT_MAX * nb + 4 * _LUT_MAX  # A = B = 0: equal channels
+    h, w = noise.shape[:2]
+    rows = max(1, _BAND_PIXELS // max(w, 1))
+    idx = _WORKSPACE.get("index", (rows, w), np.int32)
+    tmp = _WORKSPACE.get("scratch", (rows, w), np.int32)
+    val = _WORKSPACE.get("values", (rows, w))
+    valid = np.empty((h, w), dtype=bool)
+    invalid_index = 2 * _LUT_MAX * nb + 4 * _LUT_MAX  # A = B = 0: equal channels
+    for r0 in range(0, h, rows):
+        band = noise[r0 : r0 + rows]
+        n = band.shape[0]
+        x0, x1, x2 = band[..., 0], band[..., 1], band[..., 2]
+        i, t, v = idx[:n], tmp[:n], val[:n]
+        np.subtract(x0, x1, out=i, dtype=np.int32)
+        i += 2 * _LUT_MAX
+        i *= nb
+        np.add(x0, x1, out=t, dtype=np.int32)
+        t -= x2
+        t -= x2
+        i += t
+        i += 4 * _LUT_MAX
+        np.take(table_a, i, out=v, mode="clip")  # indices are in range; "clip" avoids a copy
+        a[r0 : r0 + n] = v
+        np.take(table_b, i, out=v, mode="clip")
+        b[r0 : r0 + n] = v
+        np.not_equal(i, invalid_index, out=valid[r0 : r0 + n])
+    return valid
 
 
 def _unit_plane(noise: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.cluster import quiet_ray_data
+from orchestrator.cluster import prompt_dispatch, quiet_ray_data
 from orchestrator.config import CorrelationConfig
 from orchestrator.correlation import CorrelationSums, correlation_sums, noise_of
 from orchestrator.data.sidd import PairRecord, SiddIndex, read_pair
@@ -181,6 +181,7 @@ def compute_rows(rows: list[dict], cfg: CorrelationConfig, resources: dict):
     import ray
 
     quiet_ray_data()
+    prompt_dispatch()
     cpus = float(resources.get("CPU", 1))
     workers = cfg.workers or max(1, int(cpus // cfg.threads))
     ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from orchestrator.cluster import quiet_ray_data
+from orchestrator.cluster import prompt_dispatch, quiet_ray_data
 from orchestrator.evaluation import device_for, infer, metric_prefix, to_images, to_tensor
 from orchestrator.metrics import evaluate as block_metrics
 
@@ -66,6 +66,7 @@ def run_blocks(
     import ray
 
     quiet_ray_data()
+    prompt_dispatch()
     items = [
         {"index": i, "noisy": noisy[i], **({"clean": clean[i]} if clean is not None else {})}
         for i in range(len(noisy))

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from orchestrator.cluster import ClusterError, check_reachable, connect
+from orchestrator.cluster import ClusterError, check_reachable, connect, prompt_dispatch
 from orchestrator.config import RayConfig
 
 
@@ -43,3 +43,14 @@ def test_connect_reuses_the_running_session(ray_local) -> None:
     with connect(RayConfig()) as resources:
         assert resources["CPU"] == 2
     assert ray_local.is_initialized()  # not shut down: it was not started here
+
+
+def test_prompt_dispatch_shortens_ray_datas_wait_and_never_lengthens_it(monkeypatch) -> None:
+    from ray.data._internal.execution import streaming_executor_state as state
+
+    # The setting must exist in the pinned Ray, or the workaround silently does nothing.
+    monkeypatch.setattr(state, "WAIT_FOR_TASK_COMPLETION_TIMEOUT_S", 0.1)
+    prompt_dispatch()
+    assert state.WAIT_FOR_TASK_COMPLETION_TIMEOUT_S == 0.02
+    prompt_dispatch(0.05)
+    assert state.WAIT_FOR_TASK_COMPLETION_TIMEOUT_S == 0.02
