@@ -34,13 +34,17 @@ CASES = {
 REFERENCE_PEAK_GB = {"lgbpn": 7.7}
 
 
-def run_case(name: str, threads: int, repeat: int, size: int, channels_last: bool = False) -> dict:
+def run_case(
+    name: str, threads: int, repeat: int, size: int, channels_last: bool = False, checkpoint: bool = False
+) -> dict:
     import torch
 
     from models import create_model
 
     torch.set_num_threads(threads)
     kwargs, method, crop, _, _ = CASES[name]
+    if checkpoint and name == "lgbpn":
+        kwargs = {**kwargs, "checkpoint": True}
     model = create_model(name.removesuffix("_r3"), **kwargs)
     x = torch.rand(1, 3, size, size) * 255
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -95,10 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         "--families", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES)
     )
     ap.add_argument("--channels-last", action="store_true", help="NHWC memory format for model and inputs")
+    ap.add_argument(
+        "--checkpoint", action="store_true", help="LG-BPN with activation checkpointing (checkpoint=True)"
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(run_case(args.one, args.threads, args.repeat, args.size, args.channels_last)))
+        case = run_case(args.one, args.threads, args.repeat, args.size, args.channels_last, args.checkpoint)
+        print(json.dumps(case))
         return 0
     names = [n for n in args.families.split(",") if n]
     unknown = [n for n in names if n not in CASES]
@@ -122,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             str(args.repeat),
             "--size",
             str(args.size),
-        ] + (["--channels-last"] if args.channels_last else [])
+        ]
+        cmd += ["--channels-last"] if args.channels_last else []
+        cmd += ["--checkpoint"] if args.checkpoint else []
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             print(f"{name}: failed\n{done.stderr[-2000:]}", file=sys.stderr)

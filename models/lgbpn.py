@@ -23,7 +23,7 @@ from torch import nn
 
 from models import masks
 from models.layers.dilated import DilatedConvLayer
-from models.layers.dtb import DTB
+from models.layers.dtb import DTB, checkpoint_call
 from models.layers.kernel_shift import shifted_conv
 from models.layers.masked_conv import MaskedConv2d
 from models.layers.pixel_shuffle import pd_down, pd_up
@@ -88,6 +88,16 @@ class _Branch(nn.Module):
     def __init__(self, masked: MaskedConv2d, body: nn.Module, pd: BranchPD):
         super().__init__()
         self.masked, self.body, self.pd = masked, body, pd
+        self.checkpoint = False  # activation checkpointing of the body in training (see LGBPN)
+
+    def _run_body(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.checkpoint:
+            return self.body(x)
+        if isinstance(self.body, DTB):
+            return self.body(x, checkpoint=True)
+        for layer in self.body:  # a Sequential: recompute the layers that hold weights
+            x = checkpoint_call(layer, x) if any(True for _ in layer.parameters()) else layer(x)
+        return x
 
     def forward(self, x: torch.Tensor, *, refine: bool = False) -> torch.Tensor:
         pd = self.pd
@@ -96,7 +106,7 @@ class _Branch(nn.Module):
         x = F.pad(x, (0, (-w) % f, 0, (-h) % f), mode="reflect")  # bottom/right to a multiple of f
         if self.training:
             y = self.masked(x)
-            y = pd_up(self.body(pd_down(y, f, pad=pd.train_pad)), f, pad=pd.train_pad)
+            y = pd_up(self._run_body(pd_down(y, f, pad=pd.train_pad)), f, pad=pd.train_pad)
         else:
             ratio = pd.refine_ratio if refine else pd.test_ratio
             y = shifted_conv(x, self.masked.weight * self.masked.mask, self.masked.bias, ratio)
@@ -301,12 +311,19 @@ def lgbpn(
     r3_p: float = 0.16,
     local_kwargs: dict | None = None,
     global_kwargs: dict | None = None,
+    checkpoint: bool = False,
 ) -> LGBPNDenoiser:
     """LG-BPN (4,558,879 parameters at the defaults). Branches are registered names (or None);
-    ``local_kwargs`` / ``global_kwargs`` go to their builders (e.g. ``{"dim": 16}`` for L-1's BNN)."""
+    ``local_kwargs`` / ``global_kwargs`` go to their builders (e.g. ``{"dim": 16}`` for L-1's BNN).
+    ``checkpoint``: activation checkpointing of the branch bodies in training (each DCL and DTB
+    block recomputed in the backward pass): the same outputs and gradients for a fraction of
+    the training-step memory, at the cost of a second forward pass through the bodies."""
     lkw = {"in_ch": head_ch, "width": width, "blind": blind, "modules": modules, **(local_kwargs or {})}
     gkw = {"in_ch": head_ch, "width": width, "blind": blind, "blocks": blocks, **(global_kwargs or {})}
     lb = create_model(local, **lkw) if local else None
     gb = create_model(global_, **gkw) if global_ else None
+    for branch in (lb, gb):
+        if isinstance(branch, _Branch):
+            branch.checkpoint = checkpoint
     net = LGBPN(lb, gb, head_ch=head_ch, width=width, fusion=fusion)
     return LGBPNDenoiser(net, r3=r3, r3_t=r3_t, r3_p=r3_p)

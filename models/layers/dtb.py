@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 
@@ -104,6 +105,19 @@ class DTB(nn.Module):
         )
         self.out = nn.Conv2d(dim, dim, 3, padding=d, dilation=d, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) in and out
-        h = self.blocks(x.permute(0, 2, 3, 1).contiguous())
+    def forward(self, x: torch.Tensor, *, checkpoint: bool = False) -> torch.Tensor:  # (B, C, H, W)
+        """``checkpoint``: keep only each block's input for the backward pass and recompute the
+        block there (activation checkpointing): the same result and gradients, for a peak memory
+        of one block's activations instead of all of them, at the cost of a second forward."""
+        h = x.permute(0, 2, 3, 1).contiguous()
+        for block in self.blocks:
+            h = checkpoint_call(block, h) if checkpoint else block(h)
         return self.out(h.permute(0, 3, 1, 2)).contiguous()
+
+
+def checkpoint_call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``, recomputed in the backward pass instead of keeping its activations
+    (only while gradients are being recorded)."""
+    if not torch.is_grad_enabled():
+        return module(x)
+    return torch.utils.checkpoint.checkpoint(module, x, use_reentrant=False)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from models import create_model, masks
+from models.layers.dtb import DilatedTransformerBlock
 from models.layers.kernel_shift import shrink_kernel
 
 
@@ -92,3 +93,35 @@ def test_l3_local_branch_with_transformer_blocks_stays_blind() -> None:
     for dy, dx in np.argwhere(masks.diamond(4)) - 4:
         assert grad[40 + dy, 40 + dx] == 0
     assert grad[44, 44] > 0
+
+
+@pytest.mark.parametrize("local", ["lgbpn_local", "lgbpn_local_dtb"])
+def test_activation_checkpointing_changes_neither_outputs_nor_gradients(local: str, monkeypatch) -> None:
+    kwargs = {"local": local, "width": 16, "head_ch": 8, "modules": 2, "blocks": 1, "r3": False}
+    torch.manual_seed(0)
+    plain = create_model("lgbpn", **kwargs)
+    checkpointed = create_model("lgbpn", checkpoint=True, **kwargs)
+    checkpointed.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 40, 40) * 255
+    block_forward = DilatedTransformerBlock.forward
+    count = [0]
+
+    def counted(self, h):
+        count[0] += 1
+        return block_forward(self, h)
+
+    monkeypatch.setattr(DilatedTransformerBlock, "forward", counted)
+    results, calls = [], []
+    for model in (plain, checkpointed):
+        model.train()
+        count[0] = 0
+        out = model(x)
+        out.abs().mean().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+        calls.append(count[0])
+    dtbs = 1 + (local == "lgbpn_local_dtb") * 2  # the global branch's block, L-3's local ones
+    assert calls == [dtbs, 2 * dtbs]  # checkpointed: each block ran again in the backward pass
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    for g_plain, g_ckpt in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(g_plain, g_ckpt, rtol=1e-6, atol=1e-6)
+    assert checkpointed.bsn.local.checkpoint and checkpointed.bsn.global_.checkpoint
