@@ -73,6 +73,7 @@ def _ablation_source(name: str, experiment: str, tracking_uri: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     from orchestrator.checkpoints import CheckpointError, load_denoiser
+    from orchestrator.cli import error_text
     from orchestrator.cluster import ClusterError, connect
     from orchestrator.config import DataConfig
     from orchestrator.data.dataset import resolve as resolve_data
@@ -119,8 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the output folder: a file, read-only, full
-        from orchestrator.cli import error_text
-
         print(f"error: {error_text(exc)}", file=sys.stderr)
         return 1
     write_per_block(out / "per_block.csv", result.per_block)

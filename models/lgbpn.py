@@ -96,7 +96,7 @@ class _Branch(nn.Module):
         if isinstance(self.body, DTB):
             return self.body(x, checkpoint=True)
         for layer in self.body:  # a Sequential: recompute the layers that hold weights
-            x = checkpoint_call(layer, x) if any(True for _ in layer.parameters()) else layer(x)
+            x = checkpoint_call(layer, x) if next(layer.parameters(), None) is not None else layer(x)
         return x
 
     def forward(self, x: torch.Tensor, *, refine: bool = False) -> torch.Tensor:

@@ -166,14 +166,10 @@ def _lags_from_spectra(spectra: np.ndarray, shape: tuple[int, int], radius: int)
     for r0 in range(0, n0, rows):
         n = min(rows, n0 - r0)
         p, t = power[:n], square[:n]
-        first = True
-        for field in spectra[:, r0 : r0 + n]:
-            for part in (field.real, field.imag):
-                if first:
-                    np.square(part, out=p)
-                    first = False
-                else:
-                    p += np.square(part, out=t)
+        parts = [part for field in spectra[:, r0 : r0 + n] for part in (field.real, field.imag)]
+        np.square(parts[0], out=p)
+        for part in parts[1:]:
+            p += np.square(part, out=t)
         np.matmul(p, cos_sin, out=by_col[r0 : r0 + n])
     corr = np.cos(ang0) @ by_col[:, :size] - np.sin(ang0) @ by_col[:, size:]
     return corr / (n0 * n1)
