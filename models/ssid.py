@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.layers.shift import ShiftConv2d, shift_down
+from models.layers.upconv import upsampled_conv3x3
 from models.registry import register_model
 
 __all__ = ["BNN", "LAN", "UNet", "UNetBody"]
@@ -52,21 +53,25 @@ class UNetBody(nn.Module):
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
         return F.max_pool2d(shift_down(x, self.pool_shift), 2)
 
+    def _up_conv(self, h: torch.Tensor, skip: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+        """``conv(cat(nearest_up2(h), skip))``, the up-sampled part computed at h's resolution."""
+        rows = (-2, -1, 0) if isinstance(conv, ShiftConv2d) else (-1, 0, 1)
+        return upsampled_conv3x3(h, skip, conv.weight, conv.bias, row_offsets=rows)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act = nn.functional.leaky_relu
+        def act(t: torch.Tensor) -> torch.Tensor:
+            return F.leaky_relu(t, 0.1, inplace=True)
+
         skips = [x]  # (B, in, H, W)
-        h = self._pool(act(self.enc1b(act(self.enc1a(x), 0.1)), 0.1))
+        h = self._pool(act(self.enc1b(act(self.enc1a(x)))))
         for level in range(4):  # levels 2..5 pool; level 6 does not
             skips.append(h)
-            h = self._pool(act(self.enc[level](h), 0.1))
-        h = act(self.enc[4](h), 0.1)  # (B, dim, H/32, W/32)
-        h = torch.cat((F.interpolate(h, scale_factor=2.0, mode="nearest"), skips[4]), 1)
-        h = act(self.dec5b(act(self.dec5a(h), 0.1)), 0.1)
+            h = self._pool(act(self.enc[level](h)))
+        h = act(self.enc[4](h))  # (B, dim, H/32, W/32)
+        h = act(self.dec5b(act(self._up_conv(h, skips[4], self.dec5a))))
         for i, skip in enumerate((skips[3], skips[2], skips[1])):
-            h = torch.cat((F.interpolate(h, scale_factor=2.0, mode="nearest"), skip), 1)
-            h = act(self.dec_b[i](act(self.dec_a[i](h), 0.1)), 0.1)
-        h = torch.cat((F.interpolate(h, scale_factor=2.0, mode="nearest"), skips[0]), 1)
-        return act(self.dec1b(act(self.dec1a(h), 0.1)), 0.1)  # (B, 2 dim, H, W)
+            h = act(self.dec_b[i](act(self._up_conv(h, skip, self.dec_a[i]))))
+        return act(self.dec1b(act(self._up_conv(h, skips[0], self.dec1a))))  # (B, 2 dim, H, W)
 
 
 def _kaiming(module: nn.Module, last: nn.Conv2d) -> None:
