@@ -1,13 +1,17 @@
 """Time every model family on CPU: inference on 1x3x256x256 and one training step, 2 threads.
 
     python bench/models.py [--threads 2] [--repeat 3] [--families ssid_bnn,apbsn,...] [--size 256]
+                           [--channels-last] [--precision fp32|bf16] [--checkpoint]
 
 Each case runs in its own process (so its peak resident memory is its own) and reports the median
 of ``--repeat`` timed calls after one warm-up. The training step is forward, L1 loss against the
 input, backward and an Adam step, on 4x3x128x128 (4x3x120x120 for AP-BSN and LG-BPN, as their
 references were timed). Beside each figure: the original implementation's time on the same
 machine kind with 2 threads, as given in the project's model requirements (the original code is not part
-of this project, so it is not re-timed here), and the speed-up.
+of this project, so it is not re-timed here), and the speed-up. With ``--precision bf16`` the
+forward passes run under bfloat16 autocast (``models.precision``), and a last column gives the
+inference output's RMS deviation from the float32 output of the same weights and input, relative
+to the float32 output's RMS.
 """
 
 from __future__ import annotations
@@ -35,11 +39,18 @@ REFERENCE_PEAK_GB = {"lgbpn": 7.7}
 
 
 def run_case(
-    name: str, threads: int, repeat: int, size: int, channels_last: bool = False, checkpoint: bool = False
+    name: str,
+    threads: int,
+    repeat: int,
+    size: int,
+    channels_last: bool = False,
+    checkpoint: bool = False,
+    precision: str = "fp32",
 ) -> dict:
     import torch
 
     from models import create_model
+    from models.precision import autocast
 
     torch.set_num_threads(threads)
     kwargs, method, crop, _, _ = CASES[name]
@@ -54,11 +65,18 @@ def run_case(
     call = getattr(model, method)
 
     def infer():
-        with torch.no_grad():
-            call(x)
+        torch.manual_seed(0)  # R3's masks
+        with torch.no_grad(), autocast(precision):
+            return call(x)
 
     out = {"name": name, "params": sum(p.numel() for p in model.parameters())}
     out["infer_s"] = _median(infer, repeat)
+    if precision != "fp32":
+        with torch.no_grad():
+            torch.manual_seed(0)
+            exact = call(x)
+        rms = exact.pow(2).mean().sqrt()
+        out["deviation"] = float((infer().float() - exact).pow(2).mean().sqrt() / rms)
     if CASES[name][4] is not None:
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -66,7 +84,9 @@ def run_case(
 
         def step():
             opt.zero_grad(set_to_none=True)
-            torch.nn.functional.l1_loss(model(batch), batch).backward()
+            with autocast(precision):
+                y = model(batch)
+            torch.nn.functional.l1_loss(y.float(), batch).backward()
             opt.step()
 
         out["train_s"] = _median(step, repeat)
@@ -102,10 +122,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--checkpoint", action="store_true", help="LG-BPN with activation checkpointing (checkpoint=True)"
     )
+    ap.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: forward passes under autocast"
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = ap.parse_args(argv)
     if args.one:
-        case = run_case(args.one, args.threads, args.repeat, args.size, args.channels_last, args.checkpoint)
+        case = run_case(
+            args.one,
+            args.threads,
+            args.repeat,
+            args.size,
+            args.channels_last,
+            args.checkpoint,
+            args.precision,
+        )
         print(json.dumps(case))
         return 0
     names = [n for n in args.families.split(",") if n]
@@ -113,10 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown families {unknown}; choose from {list(CASES)}", file=sys.stderr)
         return 2
-    print(f"CPU, {args.threads} threads, median of {args.repeat}; inference 1x3x{args.size}x{args.size}")
+    layout = "NHWC" if args.channels_last else "NCHW"
+    print(
+        f"CPU, {args.threads} threads, median of {args.repeat}; inference 1x3x{args.size}x{args.size}; "
+        f"{args.precision}, {layout}" + (", LG-BPN checkpointed" if args.checkpoint else "")
+    )
     print(
         f"{'model':10s} {'params':>10s} {'infer s':>9s} {'ref s':>7s} {'speed-up':>8s} "
         f"{'train s':>9s} {'ref s':>7s} {'speed-up':>8s} {'peak GB':>8s}"
+        + (f" {'deviation':>9s}" if args.precision != "fp32" else "")
     )
     for name in names:
         cmd = [
@@ -133,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         cmd += ["--channels-last"] if args.channels_last else []
         cmd += ["--checkpoint"] if args.checkpoint else []
+        cmd += ["--precision", args.precision]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             print(f"{name}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -144,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         t = r.get("train_s")
         cols = [f"{name:10s} {r['params']:10,d} {r['infer_s']:9.3f}", _vs(ref_i, r["infer_s"])]
         cols += [f"{t:9.3f}" if t else f"{'-':>9s}", _vs(ref_t, t), f"{r['peak_rss_gb']:8.2f}"]
+        cols += [f"{r['deviation']:9.2e}"] if "deviation" in r else []
         print(" ".join(cols), flush=True)
     print("reference peak memory of the original LG-BPN training step: 7.7 GB resident")
     return 0

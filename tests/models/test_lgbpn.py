@@ -125,3 +125,26 @@ def test_activation_checkpointing_changes_neither_outputs_nor_gradients(local: s
     for g_plain, g_ckpt in zip(results[0][1], results[1][1], strict=True):
         torch.testing.assert_close(g_plain, g_ckpt, rtol=1e-6, atol=1e-6)
     assert checkpointed.bsn.local.checkpoint and checkpointed.bsn.global_.checkpoint
+
+
+@pytest.mark.parametrize(("size", "d", "groups"), [((2, 12, 9), 3, 6), ((1, 7, 10), 2, 1), ((1, 5, 5), 3, 3)])
+def test_dilated_convolution_as_subimages_is_the_dilated_convolution(size, d, groups) -> None:
+    """The training path of the DTB's dilated depthwise convolutions: same values and gradients,
+    including sizes that are not multiples of the dilation."""
+    from models.layers.dtb import dilated_as_subimages
+
+    torch.manual_seed(d)
+    b, h, w = size
+    conv = torch.nn.Conv2d(6, 6, 3, padding=d, dilation=d, groups=groups).double()
+    x = torch.randn(b, h, w, 6, dtype=torch.float64, requires_grad=True)
+    want = conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    got = dilated_as_subimages(x, conv)
+    torch.testing.assert_close(got, want)
+    seed = torch.randn_like(want)
+    params = (x, conv.weight, conv.bias)
+    for a, e in zip(
+        torch.autograd.grad(got, params, seed), torch.autograd.grad(want, params, seed), strict=True
+    ):
+        torch.testing.assert_close(a, e)
+    with pytest.raises(ValueError, match="same-size dilated convolution"):
+        dilated_as_subimages(x, torch.nn.Conv2d(6, 6, 3, padding=1, dilation=d).double())

@@ -130,3 +130,27 @@ def test_history_cut_short_by_a_full_disk_is_read_back_to_the_checkpoint(tmp_pat
     with _open_history(path, 2) as f:
         f.write('{"step": 3, "loss": 0.3}\n')
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_bf16_and_channels_last_train_the_same_stage(smoke_data, tmp_path):
+    """NHWC layout keeps the stage's key and its losses; bf16 autocast is a different computation
+    (its own key), close to the float32 one; an unknown precision is named."""
+    cache, index, data = smoke_data
+    runs = {}
+    for tag, extra in (
+        ("fp32", []),
+        ("nhwc", ["train.ssid.channels_last=true"]),
+        ("bf16", ["train.ssid.precision=bf16", "train.ssid.channels_last=true"]),
+    ):
+        study = _tiny(cache, 'stages=["bnn"]', "train.ssid.steps=3", *extra)
+        plans = plan(study, index, store=tmp_path / tag)
+        run_local(study, plans, data, progress=False)
+        path = plans[0].stages[0].path
+        losses = [json.loads(line)["loss"] for line in (path / "history.jsonl").read_text().splitlines()]
+        runs[tag] = path.name, np.array(losses)
+    assert runs["nhwc"][0] == runs["fp32"][0] != runs["bf16"][0]
+    np.testing.assert_allclose(runs["nhwc"][1], runs["fp32"][1], rtol=1e-4)
+    np.testing.assert_allclose(runs["bf16"][1], runs["fp32"][1], rtol=0.05)
+    assert not np.array_equal(runs["bf16"][1], runs["fp32"][1])
+    with pytest.raises(ConfigError, match=r"train\.ssid\.precision"):
+        _tiny(cache, "train.ssid.precision=fp16")
