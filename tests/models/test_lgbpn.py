@@ -148,3 +148,29 @@ def test_dilated_convolution_as_subimages_is_the_dilated_convolution(size, d, gr
         torch.testing.assert_close(a, e)
     with pytest.raises(ValueError, match="same-size dilated convolution"):
         dilated_as_subimages(x, torch.nn.Conv2d(6, 6, 3, padding=1, dilation=d).double())
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect"])
+def test_lattice_kernels_run_as_dilated_smaller_ones(padding_mode) -> None:
+    """LG-BPN's global 21x21 kernel has taps on a step-2 lattice only: it runs as an 11x11 kernel
+    dilated by 2, with the dense masked convolution's values and gradients."""
+    import torch.nn.functional as F
+
+    from models.layers.masked_conv import MaskedConv2d, lattice_step
+    from models.lgbpn import global_taps, local_taps
+
+    taps = global_taps(masks.diamond(4))
+    assert lattice_step(taps) == 2 and lattice_step(local_taps(masks.diamond(4))) == 1
+    torch.manual_seed(0)
+    conv = MaskedConv2d(3, 4, taps, padding_mode=padding_mode).double()
+    x = torch.randn(2, 3, 25, 23, dtype=torch.float64, requires_grad=True)
+    got = conv(x)
+    padded = F.pad(x, (10, 10, 10, 10), mode="constant" if padding_mode == "zeros" else padding_mode)
+    want = F.conv2d(padded, conv.weight * conv.mask, conv.bias)
+    torch.testing.assert_close(got, want)
+    seed = torch.randn_like(want)
+    params = (x, conv.weight, conv.bias)
+    for a, e in zip(
+        torch.autograd.grad(got, params, seed), torch.autograd.grad(want, params, seed), strict=True
+    ):
+        torch.testing.assert_close(a, e)
