@@ -63,6 +63,12 @@ class BiasFreeLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C)
+        if not torch.is_grad_enabled():
+            # One pass of layer_norm's kernel, which also returns the mean and 1 / sqrt(var + eps):
+            # x * rstd * w = (x - mean) * rstd * w + mean * rstd * w. (Its mean and rstd outputs
+            # carry no gradient, so training keeps the direct form.)
+            out, mean, rstd = torch.native_layer_norm(x, [x.shape[-1]], self.weight, None, 1e-5)
+            return torch.addcmul(out, mean * rstd, self.weight)
         var = x.var(-1, keepdim=True, unbiased=False)
         return x / torch.sqrt(var + 1e-5) * self.weight
 
@@ -80,12 +86,20 @@ class ChannelAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C)
         b, h, w, c = x.shape
-        qkv = _depthwise(_linear(x, self.qkv), self.qkv_dw).reshape(b, h * w, 3, self.heads, c // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 4, 1).unbind(0)  # each (B, heads, c/heads, HW)
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1) * self.temperature).softmax(-1)  # (B, heads, c/h, c/h)
-        out = (attn @ v).permute(0, 3, 1, 2).reshape(b, h, w, c)
-        return _linear(out, self.project)
+        heads, ch = self.heads, c // self.heads
+        qkv = _depthwise(_linear(x, self.qkv), self.qkv_dw).reshape(b, h * w, 3 * c)
+        q, k, v = qkv.split(c, -1)  # each (B, HW, C), channel = head * ch + i
+        # Per head, softmax(normalize(q) normalize(k)^T * temperature) over HW, formed from one
+        # (B, C, C) product of the raw q and k (its diagonal blocks are the heads' products) divided
+        # by the norms: no copy of q, k or v into a heads-first layout.
+        qn = q.norm(dim=1).clamp_min(1e-12).view(b, heads, ch, 1)  # as F.normalize's denominators
+        kn = k.norm(dim=1).clamp_min(1e-12).view(b, heads, 1, ch)
+        gram = (q.transpose(1, 2) @ k).view(b, heads, ch, heads, ch).diagonal(dim1=1, dim2=3)
+        attn = (gram.permute(0, 3, 1, 2) / (qn * kn) * self.temperature).softmax(-1)  # (B, heads, ch, ch)
+        mix = attn.new_zeros(b, heads, ch, heads, ch)
+        mix.diagonal(dim1=1, dim2=3).copy_(attn.permute(0, 2, 3, 1))  # block-diagonal (B, C, C)
+        out = v @ mix.view(b, c, c).transpose(1, 2)  # (B, HW, C)
+        return _linear(out.view(b, h, w, c), self.project)
 
 
 class GatedFeedForward(nn.Module):

@@ -174,3 +174,40 @@ def test_lattice_kernels_run_as_dilated_smaller_ones(padding_mode) -> None:
         torch.autograd.grad(got, params, seed), torch.autograd.grad(want, params, seed), strict=True
     ):
         torch.testing.assert_close(a, e)
+
+
+def test_channel_attention_and_layer_norm_equal_their_direct_forms() -> None:
+    """The DTB's attention (one C x C product, block-diagonal mixing) is Restormer's per-head
+    softmax(normalize(q) normalize(k)^T * t) v, values and gradients; its layer norm's inference
+    path equals the training one."""
+    import torch.nn.functional as F
+
+    from models.layers.dtb import BiasFreeLayerNorm, ChannelAttention, _depthwise, _linear
+
+    torch.manual_seed(3)
+    att = ChannelAttention(12, 3, 2).double()
+    with torch.no_grad():
+        att.temperature.uniform_(0.5, 2.0)
+    x = torch.randn(2, 7, 9, 12, dtype=torch.float64, requires_grad=True)
+
+    def direct(x):
+        b, h, w, c = x.shape
+        qkv = _depthwise(_linear(x, att.qkv), att.qkv_dw).reshape(b, h * w, 3, 3, c // 3)
+        q, k, v = qkv.permute(2, 0, 3, 4, 1).unbind(0)  # (B, heads, c/heads, HW)
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        attn = (q @ k.transpose(-2, -1) * att.temperature).softmax(-1)
+        return _linear((attn @ v).permute(0, 3, 1, 2).reshape(b, h, w, c), att.project)
+
+    got, want = att(x), direct(x)
+    torch.testing.assert_close(got, want)
+    seed = torch.randn_like(want)
+    params = (x, *att.parameters())
+    for a, e in zip(
+        torch.autograd.grad(got, params, seed), torch.autograd.grad(want, params, seed), strict=True
+    ):
+        torch.testing.assert_close(a, e)
+    norm = BiasFreeLayerNorm(12).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        fast = norm(x + 3.0)
+    torch.testing.assert_close(fast, norm(x + 3.0))
