@@ -1,7 +1,7 @@
 """Time every model family on CPU: inference on 1x3x256x256 and one training step, 2 threads.
 
     python bench/models.py [--threads 2] [--repeat 3] [--families ssid_bnn,apbsn,...] [--size 256]
-                           [--channels-last] [--precision fp32|bf16] [--checkpoint]
+                           [--channels-last] [--precision fp32|bf16] [--checkpoint] [--reuse-memory]
 
 Each case runs in its own process (so its peak resident memory is its own) and reports the median
 of ``--repeat`` timed calls after one warm-up. The training step is forward, L1 loss against the
@@ -11,7 +11,8 @@ machine kind with 2 threads, as given in the project's model requirements (the o
 of this project, so it is not re-timed here), and the speed-up. With ``--precision bf16`` the
 forward passes run under bfloat16 autocast (``models.precision``), and a last column gives the
 inference output's RMS deviation from the float32 output of the same weights and input, relative
-to the float32 output's RMS.
+to the float32 output's RMS. ``--reuse-memory`` calls ``models.runtime.reuse_freed_memory()`` in
+each case's process first (large blocks kept in malloc's heap instead of mmap'd anew each time).
 """
 
 from __future__ import annotations
@@ -46,11 +47,16 @@ def run_case(
     channels_last: bool = False,
     checkpoint: bool = False,
     precision: str = "fp32",
+    reuse_memory: bool = False,
 ) -> dict:
     import torch
 
     from models import create_model
     from models.precision import autocast
+    from models.runtime import reuse_freed_memory
+
+    if reuse_memory and not reuse_freed_memory():
+        raise RuntimeError("--reuse-memory: this C library has no glibc mallopt")
 
     torch.set_num_threads(threads)
     kwargs, method, crop, _, _ = CASES[name]
@@ -125,18 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: forward passes under autocast"
     )
+    ap.add_argument(
+        "--reuse-memory", action="store_true", help="keep freed memory in malloc's heap (models.runtime)"
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = ap.parse_args(argv)
     if args.one:
-        case = run_case(
-            args.one,
-            args.threads,
-            args.repeat,
-            args.size,
-            args.channels_last,
-            args.checkpoint,
-            args.precision,
-        )
+        flags = (args.channels_last, args.checkpoint, args.precision, args.reuse_memory)
+        case = run_case(args.one, args.threads, args.repeat, args.size, *flags)
         print(json.dumps(case))
         return 0
     names = [n for n in args.families.split(",") if n]
@@ -147,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     layout = "NHWC" if args.channels_last else "NCHW"
     print(
         f"CPU, {args.threads} threads, median of {args.repeat}; inference 1x3x{args.size}x{args.size}; "
-        f"{args.precision}, {layout}" + (", LG-BPN checkpointed" if args.checkpoint else "")
+        f"{args.precision}, {layout}"
+        + (", LG-BPN checkpointed" if args.checkpoint else "")
+        + (", freed memory reused" if args.reuse_memory else "")
     )
     print(
         f"{'model':10s} {'params':>10s} {'infer s':>9s} {'ref s':>7s} {'speed-up':>8s} "
@@ -170,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--channels-last"] if args.channels_last else []
         cmd += ["--checkpoint"] if args.checkpoint else []
         cmd += ["--precision", args.precision]
+        cmd += ["--reuse-memory"] if args.reuse_memory else []
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             print(f"{name}: failed\n{done.stderr[-2000:]}", file=sys.stderr)

@@ -37,8 +37,9 @@ class _Branch(nn.Module):
         self.out = nn.Conv2d(width, width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.conv2(torch.relu(self.conv1(torch.relu(self.masked(x))))))
-        return torch.relu(self.out(self.blocks(h)))
+        # ReLUs in place on convolution outputs, which the convolutions' backward passes do not need
+        h = torch.relu_(self.conv2(torch.relu_(self.conv1(torch.relu_(self.masked(x))))))
+        return torch.relu_(self.out(self.blocks(h)))
 
 
 class DBSNl(nn.Module):
@@ -60,10 +61,10 @@ class DBSNl(nn.Module):
         self.tail = nn.ModuleList(nn.Conv2d(a, b, 1) for a, b in zip(widths[:-1], widths[1:], strict=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.head(x))
+        h = torch.relu_(self.head(x))
         h = torch.cat([branch(h) for branch in self.branches], 1)
         for conv in self.tail[:-1]:
-            h = torch.relu(conv(h))
+            h = torch.relu_(conv(h))
         return self.tail[-1](h)
 
 

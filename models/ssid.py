@@ -154,7 +154,7 @@ class _AttentionBlock(nn.Module):
         self.excite = nn.Conv2d(width // reduction, width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv2(torch.relu(self.conv1(x)))
+        h = self.conv2(torch.relu_(self.conv1(x)))
         gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(h.mean((2, 3), keepdim=True)))))
         return h * gate + x
 
@@ -182,9 +182,9 @@ class LAN(nn.Module):
         self.out = nn.Conv2d(width, out_ch, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.head(x))
+        h = torch.relu_(self.head(x))  # in place on convolution outputs, as in the U-Nets
         for conv in self.local:
-            h = torch.relu(conv(h))
+            h = torch.relu_(conv(h))
         h = h + self.blocks_tail(self.blocks(h))
         return self.out(h)
 

@@ -18,4 +18,5 @@ class DilatedConvLayer(nn.Module):
         self.pointwise = nn.Conv2d(width, width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.pointwise(torch.relu(self.dilated(x)))
+        # In place on the convolutions' own outputs, which their backward passes do not need.
+        return self.pointwise(torch.relu_(self.dilated(x))).add_(x)

@@ -114,7 +114,8 @@ class GatedFeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C)
         a, g = _depthwise(_linear(x, self.project_in), self.dw).chunk(2, -1)
-        return _linear(F.gelu(a) * g, self.project_out)
+        gated = F.gelu(a).mul_(g) if not torch.is_grad_enabled() else F.gelu(a) * g
+        return _linear(gated, self.project_out)
 
 
 class DilatedTransformerBlock(nn.Module):

@@ -133,13 +133,13 @@ def test_history_cut_short_by_a_full_disk_is_read_back_to_the_checkpoint(tmp_pat
 
 
 def test_bf16_and_channels_last_train_the_same_stage(smoke_data, tmp_path):
-    """NHWC layout keeps the stage's key and its losses; bf16 autocast is a different computation
+    """NHWC layout and reused memory keep the stage's key and losses; bf16 autocast is another computation
     (its own key), close to the float32 one; an unknown precision is named."""
     cache, index, data = smoke_data
     runs = {}
     for tag, extra in (
         ("fp32", []),
-        ("nhwc", ["train.ssid.channels_last=true"]),
+        ("nhwc", ["train.ssid.channels_last=true", "train.ssid.reuse_memory=true"]),
         ("bf16", ["train.ssid.precision=bf16", "train.ssid.channels_last=true"]),
     ):
         study = _tiny(cache, 'stages=["bnn"]', "train.ssid.steps=3", *extra)
