@@ -11,6 +11,8 @@ from models import create_model, masks
 from models.layers.dtb import DilatedTransformerBlock
 from models.layers.kernel_shift import shrink_kernel
 
+from .same import assert_same_function
+
 
 @pytest.mark.parametrize(("width", "params"), [(128, 4_558_879), (32, 597_403)])
 def test_parameter_counts_equal_the_original(width: int, params: int) -> None:
@@ -139,13 +141,7 @@ def test_dilated_convolution_as_subimages_is_the_dilated_convolution(size, d, gr
     x = torch.randn(b, h, w, 6, dtype=torch.float64, requires_grad=True)
     want = conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
     got = dilated_as_subimages(x, conv)
-    torch.testing.assert_close(got, want)
-    seed = torch.randn_like(want)
-    params = (x, conv.weight, conv.bias)
-    for a, e in zip(
-        torch.autograd.grad(got, params, seed), torch.autograd.grad(want, params, seed), strict=True
-    ):
-        torch.testing.assert_close(a, e)
+    assert_same_function(got, want, (x, conv.weight, conv.bias))
     with pytest.raises(ValueError, match="same-size dilated convolution"):
         dilated_as_subimages(x, torch.nn.Conv2d(6, 6, 3, padding=1, dilation=d).double())
 
@@ -167,13 +163,7 @@ def test_lattice_kernels_run_as_dilated_smaller_ones(padding_mode) -> None:
     got = conv(x)
     padded = F.pad(x, (10, 10, 10, 10), mode="constant" if padding_mode == "zeros" else padding_mode)
     want = F.conv2d(padded, conv.weight * conv.mask, conv.bias)
-    torch.testing.assert_close(got, want)
-    seed = torch.randn_like(want)
-    params = (x, conv.weight, conv.bias)
-    for a, e in zip(
-        torch.autograd.grad(got, params, seed), torch.autograd.grad(want, params, seed), strict=True
-    ):
-        torch.testing.assert_close(a, e)
+    assert_same_function(got, want, (x, conv.weight, conv.bias))
 
 
 def test_channel_attention_and_layer_norm_equal_their_direct_forms() -> None:
@@ -198,14 +188,7 @@ def test_channel_attention_and_layer_norm_equal_their_direct_forms() -> None:
         attn = (q @ k.transpose(-2, -1) * att.temperature).softmax(-1)
         return _linear((attn @ v).permute(0, 3, 1, 2).reshape(b, h, w, c), att.project)
 
-    got, want = att(x), direct(x)
-    torch.testing.assert_close(got, want)
-    seed = torch.randn_like(want)
-    params = (x, *att.parameters())
-    for a, e in zip(
-        torch.autograd.grad(got, params, seed), torch.autograd.grad(want, params, seed), strict=True
-    ):
-        torch.testing.assert_close(a, e)
+    assert_same_function(att(x), direct(x), (x, *att.parameters()))
     norm = BiasFreeLayerNorm(12).double()
     with torch.no_grad():
         norm.weight.uniform_(0.5, 2.0)
