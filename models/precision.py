@@ -1,10 +1,10 @@
 """Numeric precision of a forward pass: ``fp32`` (exact, the default) or ``bf16`` autocast.
 
-Under ``bf16``, convolutions and matrix products run in bfloat16 (8-bit mantissa) with float32
-weights and accumulation where the backend keeps it; the parameters and the optimizer stay in
-float32 (mixed precision). On CPUs with AVX512-BF16 or AMX, and on recent GPUs, that is about
-twice as fast; outputs differ from float32 by about 0.4 % of their magnitude per layer, so
-golden comparisons and reported metrics use ``fp32``.
+Under ``bf16``, convolutions and matrix products run in bfloat16 (8-bit mantissa, each rounding
+within 0.4 %); the parameters and the optimizer stay in float32 (mixed precision). On a CPU with
+AVX512-BF16 that made every model family 2-5x faster than float32 in ``bench/models.py``, with
+whole-network outputs 0.4-1.2 % RMS away from float32 (``docs/BENCHMARKS.md``). Golden
+comparisons and reported metrics use ``fp32``.
 """
 
 from __future__ import annotations

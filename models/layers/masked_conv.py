@@ -46,6 +46,11 @@ class MaskedConv2d(nn.Conv2d):
         )
         self.register_buffer("mask", mask.to(torch.float32).clone())
         self.lattice = lattice_step(self.mask)
+        # A loaded state dict may bring another mask: find its lattice again.
+        self.register_load_state_dict_post_hook(lambda module, _: module._find_lattice())
+
+    def _find_lattice(self) -> None:
+        self.lattice = lattice_step(self.mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight * self.mask

@@ -164,6 +164,11 @@ def test_lattice_kernels_run_as_dilated_smaller_ones(padding_mode) -> None:
     padded = F.pad(x, (10, 10, 10, 10), mode="constant" if padding_mode == "zeros" else padding_mode)
     want = F.conv2d(padded, conv.weight * conv.mask, conv.bias)
     assert_same_function(got, want, (x, conv.weight, conv.bias))
+    dense = MaskedConv2d(3, 4, torch.ones(21, 21), padding_mode=padding_mode).double()  # no lattice yet
+    assert dense.lattice == 1
+    dense.load_state_dict(conv.state_dict())
+    assert dense.lattice == 2
+    torch.testing.assert_close(dense(x), want)
 
 
 def test_channel_attention_and_layer_norm_equal_their_direct_forms() -> None:
