@@ -56,6 +56,12 @@ def test_models_bench_runs(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     assert "ssid_lan" in out and "94,939" in out
     assert bench_models.main(["--families", "nope"]) == 2
+    fast = ["--channels-last", "--reuse-memory", "--precision", "bf16"]
+    assert bench_models.main(["--size", "32", "--repeat", "1", "--families", "ssid_lan", *fast]) == 0
+    out = capsys.readouterr().out
+    assert "bf16, NHWC, freed memory reused" in out
+    row = next(line for line in out.splitlines() if line.startswith("ssid_lan"))
+    assert 0 < float(row.split()[-1]) < 0.05  # the bf16 output's relative RMS deviation from float32
 
 
 @pytest.mark.ray
