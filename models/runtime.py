@@ -2,9 +2,9 @@
 
 :func:`reuse_freed_memory` keeps glibc's malloc from handing large freed blocks back to the
 operating system. By default every tensor above 32 MB is its own ``mmap``: freed with ``munmap``
-when the tensor dies and faulted in again, page by page, when the next one of that size is made,
-which is most of a training step's or a U-Net's memory traffic. Served from the heap and kept
-there, the same blocks are reused warm. The cost: the process's resident memory stays at its
+when the tensor dies and faulted in again, page by page, when the next one of that size is made;
+many of these models' activations are that large. Served from the heap and kept there, the same
+blocks are reused warm. The cost: the process's resident memory stays at its
 high-water mark until it exits.
 """
 
