@@ -45,7 +45,7 @@ class MaskedConv2d(nn.Conv2d):
             in_ch, out_ch, k, padding=dilation * (k // 2), dilation=dilation, padding_mode=padding_mode
         )
         self.register_buffer("mask", mask.to(torch.float32).clone())
-        self.lattice = lattice_step(self.mask)
+        self._find_lattice()
         # A loaded state dict may bring another mask: find its lattice again.
         self.register_load_state_dict_post_hook(lambda module, _: module._find_lattice())
 

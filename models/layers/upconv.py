@@ -65,8 +65,9 @@ def upsampled_conv3x3(
     padded = F.pad(h, (1, 1, 1, 1))
     w_up = weight[:, :c]
     parts = []
+    col_phases = _phase_sums((-1, 0, 1), weight)
     for row0, row_sum in _phase_sums(row_offsets, weight):
-        for col0, col_sum in _phase_sums((-1, 0, 1), weight):
+        for col0, col_sum in col_phases:
             w = torch.einsum("it,js,octs->ocij", row_sum, col_sum, w_up)
             window = padded[:, :, 1 + row0 : 2 + row0 + rows, 1 + col0 : 2 + col0 + cols]
             parts.append(F.conv2d(window, w))
