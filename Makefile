@@ -13,11 +13,12 @@ QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint clean help
+.PHONY: install demo test test-fast lint clean help
 
 help:
 	@echo "make demo   - set up .venv if needed, then run the end-to-end demo"
 	@echo "make test   - set up .venv if needed, then run the whole test suite"
+	@echo "make test-fast - the tests that need neither Ray nor minutes (the edit loop)"
 	@echo "make lint   - ruff"
 
 $(STAMP): pyproject.toml
@@ -35,6 +36,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@scripts/in-netns.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	@scripts/in-netns.sh $(BIN)/python -m pytest -m "not slow and not ray" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,10 +6,10 @@ Without a pair, one is synthesized with the project's camera pipeline (camera GP
 Reports, per pair, single-threaded:
   (a) a per-pixel loop as the authors' script does it (timed on a crop, scaled by pixel count),
   (b) a straightforward NumPy loop over the 441 offsets,
-  (c) this project's FFT implementation (orchestrator.correlation.rgb_pearson_sums),
+  (c) this project's FFT implementation (orchestrator.correlation.stats.rgb_pearson_sums),
   (d) decoding the two PNGs,
 and checks that (b) and (c) agree. With ``--ray-pairs N`` (N > 0), it also times the Ray Data job
-(orchestrator.correlation_job.compute_rows) over N copies of the pair laid out as a SIDD tree, with 1
+(orchestrator.correlation.job.compute_rows) over N copies of the pair laid out as a SIDD tree, with 1
 and with 2 concurrent workers on one local Ray of 2 CPUs, and reports pairs per second.
 """
 
@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from orchestrator.correlation import noise_of, rgb_pearson_sums  # noqa: E402
+from orchestrator.correlation.stats import noise_of, rgb_pearson_sums  # noqa: E402
 from orchestrator.data import camera, synthetic  # noqa: E402
-from orchestrator.data.sidd import read_png, write_png  # noqa: E402
+from orchestrator.data.files import read_png, write_png  # noqa: E402
 
 
 def per_pixel_loop(noise: np.ndarray, radius: int, pixels: int) -> tuple[float, int]:
@@ -98,9 +98,9 @@ def ray_throughput(noisy: Path, clean: Path, pairs: int, radius: int) -> list[tu
     the dataset's start-up (planning, first scheduling), paid once per run whatever its size.
     """
     from orchestrator.cluster import connect
-    from orchestrator.config import CorrelationConfig, RayConfig
-    from orchestrator.correlation_job import compute_rows, pair_row
+    from orchestrator.correlation.job import compute_rows, pair_row
     from orchestrator.data.sidd import index_sidd
+    from orchestrator.schema import CorrelationConfig, RayConfig
 
     results = []
     with tempfile.TemporaryDirectory() as tmp, connect(RayConfig(num_cpus=2)) as resources:

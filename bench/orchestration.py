@@ -46,6 +46,7 @@ def critical_path(deps: dict[str, set[str]], wall: dict[str, float]) -> tuple[fl
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ablations", help="comma-separated (default: the whole catalogue)")
+    ap.add_argument("--profile", default="smoke", help="profile of the study (default smoke)")
     ap.add_argument("--gpus", type=int, default=8, help="simulated GPUs (default 8)")
     ap.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray (default 2)")
     ap.add_argument("--out", type=Path, help="output folder (default: a temporary one)")
@@ -55,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from orchestrator.ablations import load_profile
-    from orchestrator.study import run_study
+    from orchestrator.study.catalogue import load_profile
+    from orchestrator.study.run import run_study
 
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-orchestration-"))
     sets = [
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         *([f"ablations={json.dumps(args.ablations.split(','))}"] if args.ablations else []),
         *args.overrides,
     ]
-    study = load_profile("smoke", sets)
+    study = load_profile(args.profile, sets)
     ray.init(
         num_cpus=args.cpus, resources={"sim_gpu": args.gpus}, include_dashboard=False, log_to_driver=False
     )

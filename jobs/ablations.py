@@ -21,9 +21,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.ablations import StudyConfig, catalogue, load_profile, resolve, selected
 from orchestrator.cli import STUDY_FLAGS, add_config_arguments, add_study_arguments, run_overrides
 from orchestrator.config import ConfigError, apply_overrides, from_yaml_text, to_yaml
+from orchestrator.errors import JOB_ERRORS, fail
+from orchestrator.schema import StudyConfig
+from orchestrator.study.catalogue import catalogue, load_profile, resolve_all
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -56,11 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
         study = load_study(args)
-        for name in selected(study):
-            resolve(study, name)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        resolved = resolve_all(study)  # every selected ablation, once: errors before anything runs
+    except JOB_ERRORS as exc:
+        return fail(exc)
     if args.list:
         for name, entry in catalogue(study).items():
             pub = f"{entry.published.psnr:.3f} dB / {entry.published.ssim:.4f}" if entry.published else "-"
@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(to_yaml(study), end="")
         return 0
-    from orchestrator.study import run_job, run_study
+    from orchestrator.study.run import run_job, run_study
 
-    return run_job(lambda: run_study(study), out=study.out)
+    return run_job(lambda: run_study(study, resolved=resolved), out=study.out)
 
 
 if __name__ == "__main__":

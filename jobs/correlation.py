@@ -20,18 +20,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.cli import (
-    RUN_FLAGS,
-    add_config_arguments,
-    add_run_arguments,
-    error_text,
-    resolve_config,
-    run_overrides,
-)
-from orchestrator.cluster import ClusterError
-from orchestrator.config import CorrelationConfig
-from orchestrator.correlation_job import JobStateError, run_correlation
-from orchestrator.data.sidd import DatasetError
+from orchestrator.cli import RUN_FLAGS, add_config_arguments, add_run_arguments, resolve_config, run_overrides
+from orchestrator.correlation.job import run_correlation
+from orchestrator.errors import JOB_ERRORS, exit_status, fail
+from orchestrator.schema import CorrelationConfig
 
 # Flags that are shorthands for config keys (applied before --set).
 _FLAGS = RUN_FLAGS | {
@@ -63,15 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         return code
     try:
         summary = run_correlation(cfg)
-    except (DatasetError, JobStateError, ClusterError, ValueError, OSError) as exc:
-        print(f"error: {error_text(exc)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+    except JOB_ERRORS as exc:
+        return fail(exc)
+    except KeyboardInterrupt as exc:
         print(
             f"interrupted: finished maps are kept in {cfg.out}; run again to compute the rest",
             file=sys.stderr,
         )
-        return 130
+        return exit_status(exc)
     return 1 if "mlflow_error" in summary else 0
 
 

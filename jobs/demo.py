@@ -17,9 +17,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.cli import add_config_arguments, resolve_config
-from orchestrator.config import DemoConfig
-from orchestrator.data.sidd import DatasetError
 from orchestrator.demo import run_demo
+from orchestrator.errors import JOB_ERRORS, fail
+from orchestrator.schema import DemoConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,9 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         run_demo(cfg)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except JOB_ERRORS as exc:
+        return fail(exc)
     print(f"demo finished in {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -2,18 +2,19 @@
 benchmark submission.
 
 ``python jobs/evaluate.py (--checkpoint SOURCE | --ablation NAME) [--data DIR] [--out OUT]
-[--blocks N] [--benchmark] [--tracking-uri URI]``
+[--blocks N] [--benchmark] [--tracking-uri URI] [--config FILE] [--set key=value ...]``
 
 SOURCE is what ``jobs/denoise.py`` takes: a stage's ``model.pt``, ``runs:/<run id>``,
 ``models:/<name>/<version>``, or original weights with ``--original CLASS``. ``--ablation NAME``
-takes the newest finished run of that ablation in the study's experiment (``--experiment``,
-default ``ablations-smoke``). Every validation block (1280 in SIDD) is denoised by a Ray Data
-actor pool, one actor per GPU of the cluster (``--gpus-per-worker``) or per CPU locally, and
-scored with PSNR, SSIM and SSIM-uniform7. The numbers are printed, written to
-``OUT/metrics.json`` and ``OUT/per_block.csv``, and logged to MLflow (experiment
+takes the newest finished run of that ablation (in the study ``--experiment`` names, or in any).
+Every validation block (1280 in SIDD) is denoised by a Ray Data actor pool, one actor per GPU of
+the cluster (``--gpus-per-worker``) or per CPU locally, and scored with PSNR, SSIM and
+SSIM-uniform7, through the same evaluation path as training: the numbers equal a trained stage's
+own final evaluation, however many workers. They are printed,
+written to ``OUT/metrics.json`` and ``OUT/per_block.csv``, and logged to MLflow (experiment
 ``evaluations``). ``--benchmark`` also denoises ``SIDD_Benchmark/BenchmarkNoisyBlocksSrgb.mat`` and
-writes ``OUT/SubmitSrgb.mat`` for the SIDD server. Exit status: 0 done, 2 bad arguments or data,
-3 the checkpoint cannot be used.
+writes ``OUT/SubmitSrgb.mat`` for the SIDD server. Exit status (``docs/BAD_INPUTS.md``): 0 done,
+2 bad arguments or data, 3 the checkpoint cannot be used, 1 the run failed.
 """
 
 from __future__ import annotations
@@ -29,101 +30,91 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from orchestrator.cli import add_config_arguments, flag_overrides, resolve_config
+from orchestrator.errors import JOB_ERRORS, fail
+from orchestrator.schema import EvaluateConfig
+
+_FLAGS = {
+    "data": "data.root",
+    "out": "out",
+    "blocks": "blocks",
+    "benchmark": "benchmark",
+    "method_name": "method_name",
+    "batch": "batch",
+    "workers": "workers",
+    "gpus_per_worker": "gpus_per_worker",
+    "seed": "seed",
+    "experiment": "experiment",
+    "tracking_uri": "tracking.uri",
+}
+
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     which = ap.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", metavar="SOURCE", help="model.pt, runs:/..., models:/...")
     which.add_argument("--ablation", metavar="NAME", help="an ablation's newest finished run")
-    ap.add_argument("--experiment", default="ablations-smoke", help="the study of --ablation")
+    ap.add_argument("--experiment", help="the study of --ablation (default: any)")
     ap.add_argument("--original", default="", metavar="CLASS", help="the original class of a raw state dict")
     ap.add_argument("--original-kwargs", default="{}", metavar="JSON", help="its constructor arguments")
     ap.add_argument("--data", metavar="DIR", help="SIDD root (default: the synthetic tree)")
-    ap.add_argument("--out", default="evaluation", help="output folder (default: evaluation)")
-    ap.add_argument("--blocks", type=int, default=0, help="only the first N blocks (default 0: all)")
-    ap.add_argument("--benchmark", action="store_true", help="also write OUT/SubmitSrgb.mat")
-    ap.add_argument("--method-name", default="", help="OptionalData.MethodName of the submission")
-    ap.add_argument("--batch", type=int, default=8, help="blocks per batch")
-    ap.add_argument("--workers", type=int, default=0, help="actors (default: one per GPU, else per CPU)")
-    ap.add_argument("--gpus-per-worker", type=float, default=-1, help="default: 1 with GPUs, else 0")
-    ap.add_argument("--seed", type=int, default=0, help="seed of random inference steps (R3)")
-    ap.add_argument("--tracking-uri", default="", help="MLflow URI (default sqlite:///<cwd>/mlflow.db)")
+    ap.add_argument("--out", help="output folder (default: evaluation)")
+    ap.add_argument("--blocks", type=int, help="only the first N blocks (default 0: all)")
+    ap.add_argument("--benchmark", action="store_true", default=None, help="also write OUT/SubmitSrgb.mat")
+    ap.add_argument("--method-name", help="OptionalData.MethodName of the submission")
+    ap.add_argument("--batch", type=int, help="blocks per batch (default 8)")
+    ap.add_argument("--workers", type=int, help="actors (default: one per GPU, else per CPU)")
+    ap.add_argument("--gpus-per-worker", type=float, help="default: 1 with GPUs, else 0")
+    ap.add_argument("--seed", type=int, help="seed of random inference steps (R3)")
+    ap.add_argument("--tracking-uri", help="MLflow URI (default sqlite:///<cwd>/mlflow.db)")
     ap.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    add_config_arguments(ap, example="workers=4")
     return ap.parse_args(argv)
 
 
-def _ablation_source(name: str, experiment: str, tracking_uri: str) -> str:
-    from orchestrator.checkpoints import CheckpointError
-    from orchestrator.config import TrackingConfig
+def _source(args: argparse.Namespace, cfg: EvaluateConfig) -> str:
+    from orchestrator.tools.load import CheckpointError
     from orchestrator.tracking import Tracker
 
-    tracker = Tracker(TrackingConfig(uri=tracking_uri))
-    exp = tracker.client.get_experiment_by_name(experiment)
-    if exp is None:
+    if args.checkpoint:
+        return args.checkpoint
+    name, experiment = args.ablation, cfg.experiment
+    tracker = Tracker(cfg.tracking)
+    exp = tracker.experiment_id(experiment) if experiment else None
+    if experiment and exp is None:
         raise CheckpointError(
             f"--ablation {name!r}: no experiment {experiment!r} in {tracker.uri} (train it with "
             "jobs/ablations.py first, or name the experiment that holds it with --experiment)"
         )
-    run_id = tracker.find_run(exp.experiment_id, {"denoise.ablation": name, "denoise.status": "finished"})
+    run_id = tracker.find_run(exp, {"denoise.ablation": name, "denoise.status": "finished"})
     if run_id is None:
-        raise CheckpointError(f"--ablation {name!r}: no finished run of it in experiment {experiment!r}")
+        where = f"experiment {experiment!r}" if experiment else f"any experiment of {tracker.uri}"
+        raise CheckpointError(
+            f"--ablation {name!r}: no finished run of it in {where} (train it with jobs/ablations.py first)"
+        )
     return f"runs:/{run_id}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    from orchestrator.checkpoints import CheckpointError, load_denoiser
-    from orchestrator.cli import error_text
-    from orchestrator.cluster import ClusterError, connect
-    from orchestrator.config import DataConfig
-    from orchestrator.data.dataset import resolve as resolve_data
-    from orchestrator.data.sidd import BENCHMARK_NOISY, DatasetError, load_blocks, load_validation
-    from orchestrator.evaluate_job import evaluate_blocks, run_blocks, write_per_block, write_submission
+    flags = flag_overrides(args, _FLAGS) + (["tracking.enabled=false"] if args.no_tracking else [])
+    cfg, code = resolve_config(EvaluateConfig, args, flags)
+    if cfg is None:
+        return code
+    from orchestrator.tools.load import load_named
 
     try:
-        kwargs = json.loads(args.original_kwargs)
-        source = args.checkpoint or _ablation_source(args.ablation, args.experiment, args.tracking_uri)
-        den = load_denoiser(
-            source, tracking_uri=args.tracking_uri, original=args.original, original_kwargs=kwargs
+        source = _source(args, cfg)
+        den = load_named(
+            source,
+            tracking_uri=cfg.tracking.uri,
+            original=args.original,
+            original_kwargs=args.original_kwargs,
         )
-    except json.JSONDecodeError as exc:
-        print(f"error: --original-kwargs: {exc}", file=sys.stderr)
-        return 2
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    print(f"denoiser: {den.description}", flush=True)
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        index = resolve_data(DataConfig(root=args.data or ""))
-        noisy, clean = load_validation(index)
-        with connect() as resources:
-            gpus = args.gpus_per_worker if args.gpus_per_worker >= 0 else float(resources.get("GPU", 0) > 0)
-            slots = resources.get("GPU", 0) / gpus if gpus > 0 else resources.get("CPU", 1)
-            workers = args.workers or max(1, int(slots))
-            opts = {"batch": args.batch, "workers": workers, "gpus_per_worker": gpus, "seed": args.seed}
-            result = evaluate_blocks(den.model, noisy, clean, blocks=args.blocks, **opts)
-            submission = None
-            if args.benchmark:
-                if index.benchmark is None:
-                    raise DatasetError([(Path(index.root) / BENCHMARK_NOISY, "benchmark blocks not present")])
-                bench = load_blocks(index.benchmark.noisy_path, BENCHMARK_NOISY.stem)
-                flat = bench.reshape(-1, *bench.shape[2:])
-                t0 = time.perf_counter()
-                rows = sorted(run_blocks(den.model, flat, None, **opts), key=lambda r: int(r["index"]))
-                per_mp = (time.perf_counter() - t0) / (flat.shape[0] * flat.shape[1] * flat.shape[2] / 1e6)
-                denoised = np.stack([r["denoised"] for r in rows]).reshape(bench.shape)
-                optional = {"MethodName": args.method_name or den.description, "Source": source}
-                submission = write_submission(out / "SubmitSrgb.mat", denoised, per_mp, optional)
-    except (DatasetError, ClusterError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # the output folder: a file, read-only, full
-        print(f"error: {error_text(exc)}", file=sys.stderr)
-        return 1
-    write_per_block(out / "per_block.csv", result.per_block)
-    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1))
+        print(f"denoiser: {den.description}", flush=True)
+        result, submission, workers = _evaluate(cfg, den, source)
+    except JOB_ERRORS as exc:
+        return fail(exc)
     m = {k.removeprefix(f"{result.prefix}_"): v for k, v in result.metrics.items()}
     print(
         f"{int(m['blocks'])} blocks: PSNR {m['psnr']:.3f} dB, SSIM {m['ssim']:.4f}, "
@@ -131,22 +122,58 @@ def main(argv: list[str] | None = None) -> int:
     )
     if submission:
         print(f"benchmark submission: {submission}")
-    if not args.no_tracking:
-        _log(args, source, den, result, out, submission)
+    if cfg.tracking.enabled:
+        _log(cfg, args, source, den, result, submission)
     return 0
 
 
-def _log(args, source, den, result, out: Path, submission) -> None:
-    from orchestrator.config import TrackingConfig
+def _evaluate(cfg: EvaluateConfig, den, source: str):
+    """Score the validation blocks (and write the submission); returns (result, submission, workers)."""
+    from orchestrator.cluster import connect
+    from orchestrator.data.dataset import resolve as resolve_data
+    from orchestrator.data.files import DatasetError, load_blocks
+    from orchestrator.data.sidd import BENCHMARK_NOISY, load_validation
+    from orchestrator.tools.evaluate import evaluate_blocks, run_blocks, write_submission
+    from orchestrator.train.evaluation import write_per_block
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    index = resolve_data(cfg.data)
+    noisy, clean = load_validation(index)
+    submission = None
+    with connect(cfg.ray) as resources:
+        gpus = cfg.gpus_per_worker if cfg.gpus_per_worker is not None else float(resources.get("GPU", 0) > 0)
+        slots = resources.get("GPU", 0) / gpus if gpus > 0 else resources.get("CPU", 1)
+        workers = cfg.workers or max(1, int(slots))
+        opts = {"batch": cfg.batch, "workers": workers, "gpus_per_worker": gpus, "seed": cfg.seed}
+        result = evaluate_blocks(den.model, noisy, clean, blocks=cfg.blocks, **opts)
+        if cfg.benchmark:
+            if index.benchmark is None:
+                raise DatasetError([(Path(index.root) / BENCHMARK_NOISY, "benchmark blocks not present")])
+            bench = load_blocks(index.benchmark.noisy_path, BENCHMARK_NOISY.stem)
+            flat = bench.reshape(-1, *bench.shape[2:])
+            t0 = time.perf_counter()
+            rows = sorted(run_blocks(den.model, flat, None, **opts), key=lambda r: int(r["index"][0]))
+            per_mp = (time.perf_counter() - t0) / (flat.shape[0] * flat.shape[1] * flat.shape[2] / 1e6)
+            denoised = np.concatenate([r["denoised"] for r in rows]).reshape(bench.shape)
+            optional = {"MethodName": cfg.method_name or den.description, "Source": source}
+            submission = write_submission(out / "SubmitSrgb.mat", denoised, per_mp, optional)
+    write_per_block(out / "per_block.csv", result.per_block)
+    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1))
+    return result, submission, workers
+
+
+def _log(cfg: EvaluateConfig, args, source, den, result, submission) -> None:
     from orchestrator.tracking import Tracker
 
-    tracker = Tracker(TrackingConfig(uri=args.tracking_uri, experiment="evaluations"))
+    out = Path(cfg.out)
+    tracker = Tracker(cfg.tracking)
     tags = {"denoise.kind": "evaluation", "denoise.source": source}
     if source.startswith("runs:/"):
         tags["denoise.evaluated_run"] = source[len("runs:/") :].split("/")[0]
     with tracker.run(f"eval {args.ablation or Path(source).name}", tags=tags) as run_id:
-        params = {"source": source, "model": den.description, "data": args.data or "synthetic"}
-        tracker.log_params(run_id, params | {"blocks": len(result.per_block), "seed": args.seed})
+        params = {"source": source, "model": den.description, "data": cfg.data.root or "synthetic"}
+        tracker.log_params(run_id, params | {"blocks": len(result.per_block), "seed": cfg.seed})
         tracker.log_metrics(run_id, result.metrics)
         tracker.log_artifacts(run_id, out / "per_block.csv")
         tracker.log_artifacts(run_id, out / "metrics.json")

@@ -12,7 +12,8 @@ if __package__ in (None, ""):
 
 from orchestrator.data import camera
 from orchestrator.data.sidd import index_sidd
-from orchestrator.data.synthetic import SyntheticSpec, generate
+from orchestrator.data.synthetic import generate
+from orchestrator.schema import SyntheticSpec
 
 
 def main(argv: list[str] | None = None) -> int:

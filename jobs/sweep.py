@@ -5,7 +5,7 @@
 
 The sweep file gives the search space over dotted config keys (grid, choice, uniform,
 loguniform, randint, quniform), the number of random samples, and optionally ASHA early stopping;
-see ``orchestrator/sweep.py``. Every variant is reported as ``<ablation>[<values>]`` in the table
+see ``orchestrator/study/sweep.py``. Every variant is reported as ``<ablation>[<values>]`` in the table
 and as a parent run in MLflow (experiment ``sweep-<file name>``). Stages that a variant's values
 do not change are trained once for all of them, and a rerun trains only what is missing.
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.ablations import load_profile, resolve, selected
 from orchestrator.cli import STUDY_FLAGS, add_config_arguments, add_study_arguments, run_overrides
-from orchestrator.config import ConfigError
+from orchestrator.errors import JOB_ERRORS, fail
+from orchestrator.study.catalogue import load_profile, resolve_all
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -35,7 +35,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from orchestrator.sweep import load_sweep, search_options, variants
+    from dataclasses import replace
+
+    from orchestrator.study.sweep import load_sweep, search_options, variants
 
     args = parse(argv)
     name = f"sweep-{args.space.stem}"
@@ -43,22 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sweep = load_sweep(args.space)
         if args.ablations:
-            sweep = type(sweep)(**{**sweep.__dict__, "ablations": tuple(args.ablations.split(","))})
+            sweep = replace(sweep, ablations=tuple(args.ablations.split(",")))
         flags = [f"name={json.dumps(name)}", *run_overrides(args, STUDY_FLAGS)]
         base = load_profile(args.profile, [*flags, *args.overrides])
-        studies = variants(base, sweep)
-        for v in studies:
-            for ablation in selected(v.study):
-                resolve(v.study, ablation)
-    except (ConfigError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        studies = [replace(v, resolved=resolve_all(v.study)) for v in variants(base, sweep)]
+    except JOB_ERRORS as exc:
+        return fail(exc)
     print(f"[sweep] {len(studies)} variant(s) of {list(sweep.ablations) or 'every ablation'}", flush=True)
     if args.print_config:
         for v in studies:
             print(f"{v.label}: {v.values}")
         return 0
-    from orchestrator.study import run_job, run_variants
+    from orchestrator.study.run import run_job, run_variants
 
     run = lambda: run_variants(studies, search=search_options(sweep))  # noqa: E731
     return run_job(run, out=base.out, stopped_ok=sweep.asha is not None)

@@ -21,7 +21,7 @@ from models.layers.dilated import DilatedConvLayer
 from models.layers.masked_conv import MaskedConv2d, centre_mask
 from models.layers.pixel_shuffle import pd_down, pd_up
 from models.layers.r3 import crop, refine
-from models.registry import create_model, register_model
+from models.registry import create_model, register_model, square
 
 __all__ = ["DBSNl", "APBSN"]
 
@@ -95,6 +95,11 @@ class APBSN(nn.Module):
         self.pd_train, self.pd_infer, self.pd_pad = pd_train, pd_infer, pd_pad
         self.r3, self.r3_t, self.r3_p = r3, r3_t, r3_p
 
+    @property
+    def random_inference(self) -> bool:
+        """Whether :meth:`denoise` draws random numbers (R3's masks)."""
+        return self.r3
+
     def forward(self, x: torch.Tensor, *, pd: int | None = None) -> torch.Tensor:
         f = self.pd_train if pd is None else pd
         p = self.pd_pad
@@ -119,13 +124,20 @@ class APBSN(nn.Module):
         return refined[..., :h, :w]
 
 
-@register_model("apbsn_dbsnl")
+@register_model("apbsn_dbsnl", test_kwargs={"base_ch": 8, "num_module": 2}, blind=lambda kw: square(1))
 def apbsn_dbsnl(*, in_ch: int = 3, out_ch: int = 3, base_ch: int = 128, num_module: int = 9) -> DBSNl:
     """AP-BSN's DBSNl (3,656,131 parameters at the defaults)."""
     return DBSNl(in_ch=in_ch, out_ch=out_ch, base_ch=base_ch, num_module=num_module)
 
 
-@register_model("apbsn")
+# In training every pixel is predicted from the other pixels of its pixel-shuffled sub-image and
+# their neighbours in the mosaic, never from itself: the centre is blind.
+@register_model(
+    "apbsn",
+    test_kwargs={"bsn_kwargs": {"base_ch": 8, "num_module": 2}, "pd_train": 2, "pd_pad": 1},
+    multiple=lambda kw: kw.get("pd_train", 5),
+    blind=lambda kw: square(1),
+)
 def apbsn(
     *,
     bsn: str = "apbsn_dbsnl",

@@ -28,7 +28,7 @@ from models.layers.kernel_shift import shifted_conv
 from models.layers.masked_conv import MaskedConv2d
 from models.layers.pixel_shuffle import pd_down, pd_up
 from models.layers.r3 import refine
-from models.registry import create_model, register_model
+from models.registry import blind_region, common_region, create_model, register_model, square
 from models.ssid import BNN
 
 __all__ = [
@@ -228,6 +228,11 @@ class LGBPNDenoiser(nn.Module):
         super().__init__()
         self.bsn, self.r3, self.r3_t, self.r3_p, self.pad = bsn, r3, r3_t, r3_p, pad
 
+    @property
+    def random_inference(self) -> bool:
+        """Whether :meth:`denoise` draws random numbers (R3's masks)."""
+        return self.r3
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bsn(x)
 
@@ -263,24 +268,43 @@ class BNNBranch(nn.Module):
         return torch.relu(self.bnn(x))[..., :h, :w]
 
 
-@register_model("ssid_bnn_branch")
+def _mask(kw) -> np.ndarray:
+    return masks.diamond(4) if kw.get("blind") is None else np.asarray(kw["blind"], dtype=bool)
+
+
+def _bnn_side(kw) -> int:
+    return 9 if kw.get("blind") is None else int(np.asarray(kw["blind"]).shape[0])
+
+
+@register_model(
+    "ssid_bnn_branch", test_kwargs={"in_ch": 3, "width": 4, "dim": 8}, blind=lambda kw: square(_bnn_side(kw))
+)
 def ssid_bnn_branch(
     *, in_ch: int = 24, width: int = 128, blind: np.ndarray | None = None, modules: int = 9, dim: int = 48
 ) -> BNNBranch:
     """SSID's BNN in LG-BPN's local slot; its blind square has the side of ``blind`` (9 by default).
     ``modules`` is accepted for interface compatibility with the local branch and unused."""
-    side = 9 if blind is None else int(np.asarray(blind).shape[0])
-    return BNNBranch(in_ch, width, blindspot=side, dim=dim)
+    return BNNBranch(in_ch, width, blindspot=_bnn_side({"blind": blind}), dim=dim)
 
 
-@register_model("lgbpn_local")
+@register_model(
+    "lgbpn_local", test_kwargs={"in_ch": 3, "width": 8, "modules": 1}, multiple=LOCAL_PD.train, blind=_mask
+)
 def lgbpn_local(
     *, in_ch: int = 24, width: int = 128, blind: np.ndarray | None = None, modules: int = 9
 ) -> LocalBranch:
     return LocalBranch(in_ch, width, blind=blind, modules=modules)
 
 
-@register_model("lgbpn_local_dtb")
+# Its transformer blocks' channel attention pools over the whole image: exact blindness is
+# checked without them (models.registry.ModelInfo.blind_kwargs).
+@register_model(
+    "lgbpn_local_dtb",
+    test_kwargs={"in_ch": 3, "width": 4, "modules": 1},
+    multiple=LOCAL_PD.train,
+    blind=_mask,
+    blind_kwargs={"modules": 0},
+)
 def lgbpn_local_dtb(
     *, in_ch: int = 24, width: int = 128, blind: np.ndarray | None = None, modules: int = 3
 ) -> _Branch:
@@ -288,14 +312,38 @@ def lgbpn_local_dtb(
     return _Branch(_local_masked(in_ch, width, blind), DTB(width, blocks=modules, d=2), LOCAL_PD)
 
 
-@register_model("lgbpn_global")
+@register_model(
+    "lgbpn_global",
+    test_kwargs={"in_ch": 3, "width": 4, "blocks": 1},
+    multiple=GLOBAL_PD.train,
+    blind=_mask,
+    blind_kwargs={"blocks": 0},
+)
 def lgbpn_global(
     *, in_ch: int = 24, width: int = 128, blind: np.ndarray | None = None, blocks: int = 6
 ) -> GlobalBranch:
     return GlobalBranch(in_ch, width, blind=blind, blocks=blocks)
 
 
-@register_model("lgbpn")
+def _lgbpn_blind(kw) -> np.ndarray | None:
+    """What neither branch sees: each branch's region, as the registry gives it."""
+    parts = []
+    for slot, default in (("local", "lgbpn_local"), ("global_", "lgbpn_global")):
+        name = kw.get(slot, default)
+        if name:
+            parts.append(
+                blind_region(name, {"blind": kw.get("blind"), **(kw.get(f"{slot.rstrip('_')}_kwargs") or {})})
+            )
+    return common_region(*parts)
+
+
+@register_model(
+    "lgbpn",
+    test_kwargs={"width": 8, "head_ch": 4, "modules": 1, "blocks": 1},
+    multiple=LOCAL_PD.train * GLOBAL_PD.train,
+    blind=_lgbpn_blind,
+    blind_kwargs={"blocks": 0},
+)
 def lgbpn(
     *,
     local: str | None = "lgbpn_local",

@@ -23,6 +23,7 @@ from torch import nn
 __all__ = [
     "create_loss",
     "list_losses",
+    "loss_arguments",
     "register_loss",
     "SSIDAdaptiveLoss",
     "PyramidLoss",
@@ -43,14 +44,26 @@ def register_loss(name: str):
 
 
 def create_loss(name: str, /, **kwargs) -> nn.Module:
-    try:
-        return _LOSSES[name](**kwargs)
-    except KeyError:
-        raise KeyError(f"unknown loss {name!r}; registered: {', '.join(sorted(_LOSSES))}") from None
+    """The loss registered as ``name``, built with ``kwargs``.
+
+    Raises:
+        KeyError: no loss of that name (an error inside a builder is raised as it is).
+    """
+    if name not in _LOSSES:
+        raise KeyError(f"unknown loss {name!r}; registered: {', '.join(sorted(_LOSSES))}")
+    return _LOSSES[name](**kwargs)
 
 
 def list_losses() -> list[str]:
     return sorted(_LOSSES)
+
+
+def loss_arguments(name: str) -> list[str]:
+    """The keyword arguments the builder of loss ``name`` accepts (for checking configs up front)."""
+    import inspect
+
+    params = inspect.signature(_LOSSES[name]).parameters.values()
+    return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def local_std(img: torch.Tensor, window: int = 7) -> torch.Tensor:

@@ -21,7 +21,7 @@ from torch import nn
 
 from models.layers.shift import ShiftConv2d, shift_down
 from models.layers.upconv import upsampled_conv3x3
-from models.registry import register_model
+from models.registry import register_model, square
 
 __all__ = ["BNN", "LAN", "UNet", "UNetBody"]
 
@@ -189,19 +189,21 @@ class LAN(nn.Module):
         return self.out(h)
 
 
-@register_model("ssid_bnn")
+@register_model(
+    "ssid_bnn", test_kwargs={"dim": 8}, multiple=32, blind=lambda kw: square(kw.get("blindspot", 9))
+)
 def ssid_bnn(*, blindspot: int = 9, in_ch: int = 3, out_ch: int = 3, dim: int = 48) -> BNN:
     """SSID's stage-1 blind-neighbourhood network (1,268,547 parameters at the defaults)."""
     return BNN(blindspot=blindspot, in_ch=in_ch, out_ch=out_ch, dim=dim)
 
 
-@register_model("ssid_lan")
+@register_model("ssid_lan", test_kwargs={"width": 16, "blocks": 2})
 def ssid_lan(*, blindspot: int = 3, in_ch: int = 3, out_ch: int = 3, width: int = 64, blocks: int = 6) -> LAN:
     """SSID's stage-2 locally aware network (94,939 parameters at the defaults)."""
     return LAN(blindspot=blindspot, in_ch=in_ch, out_ch=out_ch, width=width, blocks=blocks)
 
 
-@register_model("ssid_unet")
+@register_model("ssid_unet", test_kwargs={"dim": 8}, multiple=32)
 def ssid_unet(*, in_ch: int = 3, out_ch: int = 3, dim: int = 48) -> UNet:
     """SSID's stage-3 denoiser (1,083,747 parameters at the defaults)."""
     return UNet(in_ch=in_ch, out_ch=out_ch, dim=dim)

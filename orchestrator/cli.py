@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
 from orchestrator.config import ConfigError, build, to_yaml
+from orchestrator.errors import fail
 
 T = TypeVar("T")
 
@@ -50,21 +50,11 @@ def resolve_config(cls: type[T], args: argparse.Namespace, flags: Iterable[str] 
     try:
         cfg = build(cls, args.config, [*flags, *args.overrides])
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None, 2
+        return None, fail(exc)
     if args.print_config:
         print(to_yaml(cfg), end="")
         return None, 0
     return cfg, 0
-
-
-def error_text(exc: BaseException) -> str:
-    """A job's error in one line; an ``OSError`` (an output folder that is a file, read-only or
-    full) names its file: ``PATH: reason``."""
-    if not isinstance(exc, OSError) or exc.filename is None:
-        return str(exc)
-    where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
-    return f"{where}: {exc.strerror}"
 
 
 # Shorthand options and the config keys they set, for jobs that read a dataset and log to MLflow.

@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
-from orchestrator.config import RayConfig
+from orchestrator.errors import RunFailure
+from orchestrator.schema import RayConfig
 
 
-class ClusterError(RuntimeError):
+class ClusterError(RunFailure):
     """Ray cannot be reached or cannot provide what a job asks for."""
 
 
@@ -94,3 +95,24 @@ def connect(cfg: RayConfig | None = None, *, quiet: bool = True) -> Iterator[dic
     finally:
         if started:
             ray.shutdown()
+
+
+def trial_resources(cpu: float, gpu: float, custom: Mapping[str, float]) -> dict[str, float]:
+    """One trial's resource request in Ray's names (``CPU``, ``GPU``, custom)."""
+    req = {"CPU": float(cpu), "GPU": float(gpu), **{k: float(v) for k, v in custom.items()}}
+    return {k: v for k, v in req.items() if v > 0}
+
+
+def check_resources(request: Mapping[str, float]) -> None:
+    """Fail unless some live node can hold one trial (Tune would otherwise wait forever)."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if any(all(n["Resources"].get(k, 0.0) >= v for k, v in request.items()) for n in nodes):
+        return
+    have = [{k: v for k, v in n["Resources"].items() if not k.startswith("node:")} for n in nodes]
+    raise ClusterError(
+        f"no node of the cluster can run a stage: each trial asks for {dict(request)}, and the nodes "
+        f"have {have}. Lower trial.cpu/trial.gpu (--set trial.gpu=0 to train on CPU), or add nodes "
+        "with those resources"
+    )

@@ -22,13 +22,13 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from orchestrator.data.synthetic import SyntheticSpec
+from orchestrator.errors import InputError
 
 T = TypeVar("T")
 _SCI_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config key is unknown or its value has the wrong type. ``key`` is the dotted path."""
 
     def __init__(self, key: str, message: str):
@@ -44,6 +44,28 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _scalar(value: Any, tp: type, key: str) -> Any:
+    """``value`` checked as a bool, int, float (ints widen) or str."""
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected bool (true/false), got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected int, got {value!r}")
+        return value
+    if tp is float:
+        # YAML 1.1 reads "1e-3" (no dot) as a string; accept exactly that spelling of a number.
+        if isinstance(value, str) and _SCI_FLOAT.fullmatch(value.strip()):
+            return float(value)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, f"expected float, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected str, got {value!r}")
+    return value
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against ``tp`` and convert containers (lists -> tuples, dicts -> dataclasses)."""
     origin = typing.get_origin(tp)
@@ -53,14 +75,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(value, arg, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue
         raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in args:
@@ -85,25 +106,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(key, f"expected a mapping, got {value!r}")
         kt, vt = args or (str, Any)
         return {_coerce(k, kt, key): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(key, f"expected bool (true/false), got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, f"expected int, got {value!r}")
-        return value
-    if tp is float:
-        # YAML 1.1 reads "1e-3" (no dot) as a string; accept exactly that spelling of a number.
-        if isinstance(value, str) and _SCI_FLOAT.fullmatch(value.strip()):
-            return float(value)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(key, f"expected float, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(key, f"expected str, got {value!r}")
-        return value
+    if tp in (bool, int, float, str):
+        return _scalar(value, tp, key)
     raise ConfigError(key, f"unsupported field type {_type_name(tp)}")
 
 
@@ -167,44 +171,84 @@ def _parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def _field_type(cls: type, path: list[str]) -> Any:
-    tp: Any = cls
-    for i, part in enumerate(path):
-        if tp is Any:  # below a free-form mapping's value: anything goes, checked where it is used
-            return Any
-        if typing.get_origin(tp) is dict:  # a free-form mapping: the part is one of its keys
-            tp = (typing.get_args(tp) or (str, Any))[1]
-            continue
-        if not dataclasses.is_dataclass(tp):
-            raise ConfigError(".".join(path[: i + 1]), f"{'.'.join(path[:i])} has no sub-keys")
-        hints = _hints(tp)
-        if part not in hints:
-            raise ConfigError(".".join(path[: i + 1]), f"unknown key; {tp.__name__} has {sorted(hints)}")
-        tp = hints[part]
+def _join(prefix: str, parts: list[str]) -> str:
+    return ".".join([prefix, *parts] if prefix else parts)
+
+
+def _optional_dataclass(tp: Any) -> Any:
+    """``X`` for a field typed ``X | None`` where X is a dataclass, else ``tp``."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            return inner[0]
     return tp
 
 
-def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
-    """Return ``cfg`` with each ``a.b.c=value`` applied (value parsed as YAML, then type-checked).
+def set_value(
+    cfg: T, path: str, value: Any, *, prefix: str = "", raw: str | None = None, tp: Any = None
+) -> T:
+    """``cfg`` with the value at dotted ``path`` replaced, checked against its field's type.
 
-    A string field keeps the literal text (``name=123`` sets the string "123").
+    The one dotted-path setter: ``--set``, profiles, catalogue entries and model defaults all go
+    through it. Errors name ``prefix.path`` cut at the part at fault, so a caller whose ``cfg``
+    sits below the user's key (a stage under ``overrides.<ablation>.<stage>``) passes that key as
+    ``prefix``. ``raw``: the text the value was parsed from; a ``str`` field keeps it literally
+    (``name=123`` sets the string "123"). A value below a dataclass that is None starts from its
+    defaults; below a missing mapping key, from an empty mapping. ``tp``: the type of ``cfg`` when
+    it is not a dataclass (``dict[str, Any]``).
     """
-    data, result = to_dict(cfg), cfg
+    return _set(cfg, tp or type(cfg), path.split("."), 0, value, prefix, raw)
+
+
+def _leaf(value: Any, tp: Any, key: str, raw: str | None) -> Any:
+    if tp is str and raw is not None and not isinstance(value, str):
+        value = raw  # a string field keeps the text as written
+    return _coerce(value, tp, key)
+
+
+def _set(node: Any, tp: Any, parts: list[str], i: int, value: Any, prefix: str, raw: str | None) -> Any:
+    key, part, last = _join(prefix, parts[: i + 1]), parts[i], i == len(parts) - 1
+    if dataclasses.is_dataclass(tp):
+        hints = _hints(tp)
+        if part not in hints:
+            raise ConfigError(key, f"unknown key; {tp.__name__} has {sorted(hints)}")
+        sub = hints[part]
+        if last:
+            new = _leaf(value, sub, key, raw)
+        else:
+            child, sub = getattr(node, part), _optional_dataclass(sub)
+            if child is None and dataclasses.is_dataclass(sub):
+                child = sub()
+            new = _set(child, sub, parts, i + 1, value, prefix, raw)
+        try:
+            return dataclasses.replace(node, **{part: new})
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(_join(prefix, parts[:i]), f"invalid {tp.__name__}: {exc}") from None
+    if typing.get_origin(tp) is dict or tp is Any:
+        if not isinstance(node, Mapping):
+            where = _join(prefix, parts[:i])
+            raise ConfigError(key, f"{where} is {node!r}, not a mapping with a key {part!r}")
+        sub = (typing.get_args(tp) or (str, Any))[1] if tp is not Any else Any
+        if last:
+            new = _leaf(value, sub, key, raw)
+        else:
+            child = node.get(part)
+            if child is None:
+                child = sub() if dataclasses.is_dataclass(sub) else {}
+            new = _set(child, sub, parts, i + 1, value, prefix, raw)
+        return {**node, part: new}
+    raise ConfigError(key, f"{_join(prefix, parts[:i])} has no sub-keys")
+
+
+def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
+    """Return ``cfg`` with each ``a.b.c=value`` applied (value parsed as YAML, then type-checked
+    by :func:`set_value`); each override is checked as it is applied, so an error names it."""
     for text in overrides:
         key, value = _parse_override(text)
-        path = key.split(".")
-        tp = _field_type(type(cfg), path)
-        if tp is str and not isinstance(value, str):
-            value = text.partition("=")[2].strip()
-        node = data
-        for i, part in enumerate(path[:-1]):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                where = ".".join(path[: i + 1])
-                raise ConfigError(key, f"{where} is {node!r}, not a mapping with a key {path[i + 1]!r}")
-        node[path[-1]] = value
-        result = from_dict(type(cfg), data)  # each override checked as it is applied: the error names it
-    return result
+        cfg = set_value(cfg, key, value, raw=text.partition("=")[2].strip())
+    return cfg
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -263,136 +307,3 @@ def from_yaml_text(cls: type[T], text: str) -> T:
     """Inverse of :func:`to_yaml`."""
     data = yaml.safe_load(text) or {}
     return from_dict(cls, data)
-
-
-# ------------------------------------------------------------------------------ the data config
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Where the SIDD data is. ``root`` empty: generate synthetic data under ``cache_dir``."""
-
-    root: str = ""
-    cache_dir: str = "data"
-    synthetic: SyntheticSpec = SyntheticSpec()
-    check_images: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class DemoConfig:
-    """The end-to-end data-layer demo (``jobs/demo.py``)."""
-
-    data: DataConfig = DataConfig()
-    correlation_radius: int = 10
-    max_pairs: int = 8
-
-
-# ------------------------------------------------------------------ cluster, tracking, correlation
-
-
-@dataclasses.dataclass(frozen=True)
-class RayConfig:
-    """Where Ray runs. ``address`` empty: ``RAY_ADDRESS`` if set (as under ``ray job submit``),
-    else an embedded local Ray with ``num_cpus`` CPUs (0: all of this machine's)."""
-
-    address: str = ""
-    num_cpus: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class TrialConfig:
-    """How each stage runs as a Ray Tune trial.
-
-    ``cpu``/``gpu``: resources of one trial (``gpu`` unset: 1 when the cluster has GPUs, else 0;
-    fractions share a device). ``custom``: extra Ray resources, e.g. ``{accelerator_h100: 1}``.
-    ``max_failures``: retries of a failed trial, each from its last checkpoint. ``storage``: Tune's
-    storage path, shared by every node on a cluster (empty: ``<out>/ray_results``).
-    ``report_every``: steps between two results reported to Tune (and buffered for MLflow, which
-    receives them at each checkpoint). ``tile_cache_mb``: tiles a trial keeps in memory.
-    ``max_concurrent``: trials at once (0: as many as the resources allow).
-    """
-
-    cpu: float = 1.0
-    gpu: float | None = None
-    custom: dict[str, float] = dataclasses.field(default_factory=dict)
-    max_failures: int = 2
-    storage: str = ""
-    report_every: int = 10
-    tile_cache_mb: int = 1024
-    max_concurrent: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class TrackingConfig:
-    """MLflow. ``uri`` empty: ``sqlite:///<cwd>/mlflow.db``; relative paths are made absolute.
-    ``wait_s``: how long a finished stage waits for an unreachable tracking server before its
-    trial fails (metrics and checkpoints are queued meanwhile, never dropped)."""
-
-    enabled: bool = True
-    uri: str = ""
-    experiment: str = "noise-correlation"
-    wait_s: float = 600.0
-
-
-@dataclasses.dataclass(frozen=True)
-class MaskConfig:
-    """A blind region for a blind-patch network.
-
-    ``diamond``: LG-BPN's, L1 distance <= ``radius``. ``from_correlation``: derived from a measured
-    map; ``source`` is a ``mask.npz``, a correlation job's output folder, a ``pooled_map.npy`` (then
-    ``threshold`` applies), or an MLflow run (``runs:/<run_id>``).
-    """
-
-    kind: Literal["diamond", "from_correlation"] = "diamond"
-    radius: int = 4
-    source: str = ""
-    threshold: float = 0.02
-
-
-@dataclasses.dataclass(frozen=True)
-class CorrelationFigures:
-    """What the correlation report looks at.
-
-    ``offsets``: (dy, dx) offsets whose distribution across images is plotted (the paper's Fig. 7);
-    empty: (0, 1), (2, 2), (0, 5), (7, 3), those within the map's radius.
-    An image is an outlier when its coefficient exceeds ``outlier_threshold`` at some offset outside
-    the central (2*``inner_radius``+1)^2 square (9x9 by default; the paper saw values above 0.2).
-    ``reference``: a map drawn beside the pooled one: ``sidd`` (the authors' real SIDD Medium map),
-    a ``.npy`` path, or '' for none.
-    """
-
-    offsets: tuple[tuple[int, int], ...] = ()
-    outlier_threshold: float = 0.2
-    inner_radius: int = 4
-    log_floor: float = 1e-3
-    reference: str = "sidd"
-
-
-@dataclasses.dataclass(frozen=True)
-class CorrelationConfig:
-    """The Ray Data noise-correlation job (``jobs/correlation.py``).
-
-    ``workers``: concurrent per-pair tasks (0: one per CPU of the cluster). ``threads``: FFT threads
-    in each task (each task reserves that many CPUs). ``strict``: stop on any bad dataset file
-    instead of leaving it out with its reason. ``resume``: reuse per-image results already in
-    ``out`` for the same radius, statistic and unchanged files.
-    """
-
-    data: DataConfig = DataConfig()
-    out: str = "correlation_out"
-    radius: int = 10
-    statistic: Literal["rgb_pearson", "pearson"] = "rgb_pearson"
-    workers: int = 0
-    threads: int = 1
-    max_pairs: int = 0
-    strict: bool = False
-    resume: bool = True
-    figures: CorrelationFigures = CorrelationFigures()
-    mask_threshold: float = 0.02
-    ray: RayConfig = RayConfig()
-    tracking: TrackingConfig = TrackingConfig()
-
-    def __post_init__(self) -> None:
-        for name, low in (("radius", 1), ("workers", 0), ("threads", 1), ("max_pairs", 0)):
-            if getattr(self, name) < low:
-                raise ConfigError(name, f"must be >= {low}, got {getattr(self, name)}")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from orchestrator import metrics
-from orchestrator.config import DemoConfig
-from orchestrator.correlation import PROFILE_DISTANCES, noise_of, radial_profile, rgb_pearson_sums
-from orchestrator.correlation_report import REFERENCE_MAPS
+from orchestrator.correlation.report import REFERENCE_MAPS
+from orchestrator.correlation.stats import PROFILE_DISTANCES, noise_of, radial_profile, rgb_pearson_sums
 from orchestrator.data import dataset
 from orchestrator.data.sidd import load_pair, load_validation
+from orchestrator.schema import DemoConfig
+from orchestrator.train import metrics
 
 
 def run_demo(cfg: DemoConfig) -> dict:

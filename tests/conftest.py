@@ -18,7 +18,8 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture(scope="session")
 def synthetic_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small SIDD-like tree, made once per session by the project's generator."""
-    from orchestrator.data.synthetic import SyntheticSpec, generate
+    from orchestrator.data.synthetic import generate
+    from orchestrator.schema import SyntheticSpec
 
     root = tmp_path_factory.mktemp("sidd")
     spec = SyntheticSpec(

@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 from models.registry import create_model
-from orchestrator.images import png_chunk
-from orchestrator.stages import FORMAT, ModelSpec, StageConfig, key_config
+from orchestrator.schema import ModelSpec, StageConfig
+from orchestrator.tools.images import png_chunk
+from orchestrator.train.store import FORMAT, key_config
 
 
 def stage_model_file(folder: Path) -> Path:

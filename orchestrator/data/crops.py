@@ -13,7 +13,8 @@ from typing import Literal
 
 import numpy as np
 
-from orchestrator.data.sidd import PairRecord, read_png
+from orchestrator.data.files import read_png
+from orchestrator.data.sidd import PairRecord
 from orchestrator.progress import Progress
 
 Augment = Literal["hflip", "vflip", "transpose", "rot90"]

@@ -7,9 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
-from orchestrator.config import DataConfig, to_dict
+from orchestrator.config import to_dict
 from orchestrator.data import synthetic
 from orchestrator.data.sidd import SiddIndex, index_sidd
+from orchestrator.schema import DataConfig
 
 _DONE = ".complete.json"
 

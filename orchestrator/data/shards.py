@@ -28,7 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator.cluster import quiet_ray_data
-from orchestrator.data.sidd import PairRecord, read_png
+from orchestrator.data.files import read_png
+from orchestrator.data.sidd import PairRecord
+from orchestrator.errors import RunFailure
 from orchestrator.progress import Progress
 
 __all__ = ["tile_origins", "shard_dir", "build_shards", "TileSet", "ShardError"]
@@ -37,7 +39,7 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 
 
-class ShardError(RuntimeError):
+class ShardError(RunFailure):
     """A shard folder is missing, incomplete, or unreadable."""
 
 

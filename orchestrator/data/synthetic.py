@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from orchestrator.data import camera
+from orchestrator.data.files import save_blocks, write_png
 from orchestrator.data.sidd import (
     BENCHMARK_NOISY,
     MEDIUM_DIR,
@@ -25,9 +25,8 @@ from orchestrator.data.sidd import (
     VALIDATION_NOISY,
     SceneInfo,
     format_scene_name,
-    save_blocks,
-    write_png,
 )
+from orchestrator.schema import SyntheticSpec
 
 log = logging.getLogger(__name__)
 
@@ -43,50 +42,6 @@ PHOTOS = (
 )
 BRIGHTNESS_EXPOSURE = {"L": 0.5, "N": 0.75, "H": 0.95}
 SHUTTERS = (30, 60, 100, 200, 400)
-
-
-@dataclass(frozen=True)
-class SyntheticSpec:
-    """What to generate.
-
-    Args:
-        seed: everything is a deterministic function of it.
-        scenes: number of scene folders in SIDD_Medium_Srgb (each holds frames 010 and 011).
-        size: (H, W) of each medium image.
-        val_images, val_blocks, block_size: validation blocks array is
-            (val_images, val_blocks, block_size, block_size, 3); the real SIDD has 40 x 32 x 256.
-        bench_images, bench_blocks: the benchmark array likewise (noisy only).
-        cameras: camera codes to draw from (all five by default).
-        zoom: scene content is drawn at 1/zoom the size and enlarged (1: as drawn).
-        noise_gain: multiplies the analogue gain of the noise model (1: the cameras' calibrated
-            levels; 2: the noise of twice the recorded ISO). Folder names keep the recorded ISO.
-    """
-
-    seed: int = 0
-    scenes: int = 8
-    size: tuple[int, int] = (384, 512)
-    val_images: int = 4
-    val_blocks: int = 8
-    block_size: int = 64
-    bench_images: int = 2
-    bench_blocks: int = 8
-    cameras: tuple[str, ...] = tuple(camera.PROFILES)
-    noise_gain: float = 1.0
-    zoom: float = 1.0
-
-    def __post_init__(self) -> None:
-        h, w = self.size
-        if min(self.scenes, self.val_images, self.val_blocks, self.block_size) < 1:
-            raise ValueError("scenes, val_images, val_blocks and block_size must be >= 1")
-        if self.zoom < 1:
-            raise ValueError(f"zoom must be >= 1, got {self.zoom}")
-        if self.noise_gain <= 0:
-            raise ValueError(f"noise_gain must be positive, got {self.noise_gain}")
-        if h < 16 or w < 16:
-            raise ValueError(f"size {self.size} too small; need at least 16x16")
-        unknown = [c for c in self.cameras if c not in camera.PROFILES]
-        if unknown:
-            raise ValueError(f"unknown camera code(s) {unknown}; known: {sorted(camera.PROFILES)}")
 
 
 # ------------------------------------------------------------------------------ clean scenes
@@ -276,12 +231,13 @@ def _blocks(
     return noisy, clean
 
 
-def generate(out: str | Path, spec: SyntheticSpec = SyntheticSpec(), *, progress: bool = False) -> Path:
+def generate(out: str | Path, spec: SyntheticSpec | None = None, *, progress: bool = False) -> Path:
     """Write a SIDD-like tree under ``out`` and return ``out``.
 
     Medium scenes, validation blocks and benchmark blocks use independent random streams derived
     from ``spec.seed``, so changing one count leaves the others' content unchanged.
     """
+    spec = spec or SyntheticSpec()
     out = Path(out)
     photos = _load_photos()
     h, w = spec.size

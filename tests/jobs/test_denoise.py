@@ -14,9 +14,9 @@ from PIL import Image
 
 from jobs import denoise
 from models.registry import create_model
-from orchestrator.checkpoints import CheckpointError, load_denoiser
-from orchestrator.images import ImageError, png_chunk, read_image, write_image
-from orchestrator.tiling import denoise_image
+from orchestrator.tools.images import ImageError, png_chunk, read_image, write_image
+from orchestrator.tools.load import CheckpointError, load_denoiser
+from orchestrator.tools.tiling import denoise_image
 from tests.files import CodePayload, stage_model_file
 
 RNG = np.random.default_rng(0)
@@ -174,14 +174,20 @@ def test_train_a_stage_then_denoise_a_folder_by_its_mlflow_run(ray_local, tmp_pa
     from jobs import ablations
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sets = ["train.apbsn.steps=2", "train.apbsn.batch=1", "train.apbsn.patch=30", "models.apbsn.r3_t=1"]
-    sets += ["models.apbsn.bsn_kwargs.base_ch=16", "models.apbsn.bsn_kwargs.num_module=2", "eval.samples=0"]
-    sets += [f"data.cache_dir={tmp_path / 'data'}", "data.synthetic.scenes=2", "data.synthetic.size=[96,128]"]
-    sets += ["data.synthetic.val_images=1", "data.synthetic.val_blocks=2", "data.synthetic.block_size=32"]
-    args = ["--ablations", "apbsn", "--out", str(tmp_path / "runs"), "--tracking-uri", uri]
+    sets = [f"data.cache_dir={tmp_path / 'data'}"]
+    args = [
+        "--profile",
+        "tiny",
+        "--ablations",
+        "apbsn",
+        "--out",
+        str(tmp_path / "runs"),
+        "--tracking-uri",
+        uri,
+    ]
     assert ablations.main([*args, *(a for s in sets for a in ("--set", s))]) == 0
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("ablations-smoke")
+    exp = client.get_experiment_by_name("ablations-tiny")
     (parent,) = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "apbsn"]
     folder = tmp_path / "photos"
     write_image(folder / "a.png", RNG.integers(0, 255, (70, 90, 3), dtype=np.uint8))
@@ -208,7 +214,7 @@ def test_train_a_stage_then_denoise_a_folder_by_its_mlflow_run(ray_local, tmp_pa
     assert f"MLflow run {parent.data.tags['denoise.final_run']}" in capsys.readouterr().out
     # The same model through the model registry.
     child = parent.data.tags["denoise.final_run"]
-    client.create_registered_model("apbsn-smoke")
-    client.create_model_version("apbsn-smoke", f"runs:/{child}/model.pt", run_id=child)
-    den = load_denoiser("models:/apbsn-smoke/1", tracking_uri=uri)
+    client.create_registered_model("apbsn-tiny")
+    client.create_model_version("apbsn-tiny", f"runs:/{child}/model.pt", run_id=child)
+    den = load_denoiser("models:/apbsn-tiny/1", tracking_uri=uri)
     assert "apbsn" in den.description and child in den.description

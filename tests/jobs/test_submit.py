@@ -124,22 +124,11 @@ def test_correlation_job_under_ray_job_submit(head, synthetic_tree: Path, tmp_pa
 def test_ablations_job_under_ray_job_submit(head, tmp_path: Path) -> None:
     """The main job attaches to the cluster and trains there, exactly as run locally."""
     out = tmp_path / "runs"
-    sets = [
-        "train.apbsn.steps=4",
-        "train.apbsn.batch=1",
-        "train.apbsn.patch=30",
-        "train.apbsn.checkpoint_every=2",
-        "models.apbsn.r3_t=1",
-        "eval.samples=1",
-        f"data.cache_dir={tmp_path / 'data'}",
-        "data.synthetic.scenes=2",
-        "data.synthetic.size=[96,128]",
-        "data.synthetic.val_images=1",
-        "data.synthetic.val_blocks=2",
-        "data.synthetic.block_size=40",
-    ]
+    sets = ["train.apbsn.steps=4", f"data.cache_dir={tmp_path / 'data'}"]
     cmd = [str(BIN / "ray"), "job", "submit", "--working-dir", str(ROOT), "--", "python", "jobs/ablations.py"]
     cmd += [
+        "--profile",
+        "tiny",
         "--ablations",
         "apbsn",
         "--out",

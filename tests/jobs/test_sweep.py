@@ -9,38 +9,21 @@ import pytest
 from mlflow import MlflowClient
 
 from jobs import sweep
-from orchestrator.ablations import load_profile
-from orchestrator.sweep import SweepConfig, variants
+from orchestrator.schema import SweepConfig
+from orchestrator.study.catalogue import load_profile
+from orchestrator.study.sweep import variants
 
 pytestmark = [pytest.mark.ray]
 
-SMALL = [
-    "train.ssid.steps=4",
-    "train.ssid.batch=1",
-    "train.ssid.checkpoint_every=2",
-    "train.apbsn.steps=6",
-    "train.apbsn.batch=1",
-    "train.apbsn.patch=30",
-    "train.apbsn.checkpoint_every=3",
-    "models.apbsn.r3_t=1",
-    "models.ssid_bnn.dim=8",
-    "models.ssid_unet.dim=8",
-    "models.ssid_lan.width=16",
-    "models.ssid_lan.blocks=1",
-    "eval.samples=1",
-    "data.synthetic.scenes=2",
-    "data.synthetic.size=[96,128]",
-    "data.synthetic.val_images=1",
-    "data.synthetic.val_blocks=2",
-    "data.synthetic.block_size=64",
-    "trial.report_every=1",
-]
+# On the tiny profile: long enough for ASHA's rungs.
+SMALL = ["train.ssid.steps=4", "train.apbsn.steps=6", "train.apbsn.checkpoint_every=3"]
 
 
 def _sweep(tmp: Path, text: str) -> int:
     space = tmp / "space.yaml"
     space.write_text(text)
-    args = ["--space", str(space), "--out", str(tmp / "runs"), "--tracking-uri", f"sqlite:///{tmp / 'db'}"]
+    args = ["--space", str(space), "--profile", "tiny", "--out", str(tmp / "runs")]
+    args += ["--tracking-uri", f"sqlite:///{tmp / 'db'}"]
     sets = [f"data.cache_dir={tmp / 'data'}", *SMALL]
     return sweep.main([*args, *(a for s in sets for a in ("--set", s))])
 

@@ -27,16 +27,6 @@ def test_pd_round_trip_and_layout(f: int, pad: int, mosaic: bool) -> None:
         pd_down(torch.zeros(1, 3, 7, 10), 5)
 
 
-def test_dbsnl_never_sees_the_centre_pixel() -> None:
-    torch.manual_seed(0)
-    model = create_model("apbsn_dbsnl", base_ch=8, num_module=2)
-    x = torch.rand(1, 3, 40, 40, requires_grad=True)
-    model(x)[0, :, 20, 21].sum().backward()
-    grad = x.grad[0].abs().sum(0)
-    assert grad[20, 21] == 0
-    assert grad[19, 21] > 0 and grad[20, 22] > 0 and grad[21, 20] > 0
-
-
 def test_r3_with_given_masks_equals_drawn_masks() -> None:
     torch.manual_seed(0)
     model = create_model("apbsn", bsn_kwargs={"base_ch": 8, "num_module": 1}, r3_t=3).eval()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models import masks
-from orchestrator.correlation_report import REFERENCE_MAPS
+from orchestrator.correlation.report import REFERENCE_MAPS
 
 
 def test_diamond_matches_lgbpn_local_mask() -> None:

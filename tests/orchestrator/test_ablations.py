@@ -8,9 +8,9 @@ from models.apbsn import APBSN
 from models.layers.dtb import DTB
 from models.lgbpn import BNNBranch, GlobalBranch, LGBPNDenoiser, LocalBranch
 from models.ssid import BNN, LAN, UNet
-from orchestrator.ablations import CATALOGUE, load_profile, resolve, selected
 from orchestrator.config import ConfigError
-from orchestrator.stages import build_model
+from orchestrator.study.catalogue import CATALOGUE, load_profile, resolve, selected
+from orchestrator.train.store import build_model
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_overrides_from_the_command_line_and_their_errors():
         load_profile("smoke", ["train.ssid.stepz=7"])
     with pytest.raises(ConfigError, match=r"L-2\.bsn\.model\.kwargs\.widht"):
         resolve(load_profile("smoke", ["overrides.L-2.bsn.model.kwargs.widht=8"]), "L-2")
-    with pytest.raises(ConfigError, match=r"'ssid\.bnn\.train\.batch': must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match=r"'train\.ssid\.batch': must be >= 1, got 0"):
         resolve(load_profile("smoke", ["train.ssid.batch=0"]), "ssid")
     # An error in a value the user set under overrides is named by that key.
     with pytest.raises(ConfigError, match=r"'overrides\.ssid\.bnn\.train\.steps': expected int, got ''"):

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from orchestrator.cluster import ClusterError, check_reachable, connect, prompt_dispatch
-from orchestrator.config import RayConfig
+from orchestrator.schema import RayConfig
 
 
 def _free_port() -> int:

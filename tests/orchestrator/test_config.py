@@ -9,6 +9,7 @@ from typing import Any, Literal
 import pytest
 
 from orchestrator import config as C
+from orchestrator import schema as S
 from orchestrator.config import ConfigError
 
 
@@ -113,15 +114,15 @@ def test_an_override_below_a_value_an_earlier_one_set():
 
 
 def test_project_configs_load() -> None:
-    cfg = C.build(C.DemoConfig, None, ["data.synthetic.scenes=2", "data.synthetic.size=[32,32]"])
+    cfg = C.build(S.DemoConfig, None, ["data.synthetic.scenes=2", "data.synthetic.size=[32,32]"])
     assert cfg.data.synthetic.scenes == 2 and cfg.data.synthetic.size == (32, 32)
-    assert C.from_yaml_text(C.DemoConfig, C.to_yaml(cfg)) == cfg
+    assert C.from_yaml_text(S.DemoConfig, C.to_yaml(cfg)) == cfg
     # the spec's own validation runs when built from config
     with pytest.raises(ConfigError, match="unknown camera code"):
-        C.build(C.DemoConfig, None, ["data.synthetic.cameras=[ZZ]"])
+        C.build(S.DemoConfig, None, ["data.synthetic.cameras=[ZZ]"])
 
 
 def test_shipped_yaml_configs_load() -> None:
     root = Path(__file__).resolve().parents[2] / "configs"
-    cfg = C.build(C.DemoConfig, root / "demo.yaml")
-    assert cfg == C.DemoConfig()  # the file spells out the defaults
+    cfg = C.build(S.DemoConfig, root / "demo.yaml")
+    assert cfg == S.DemoConfig()  # the file spells out the defaults

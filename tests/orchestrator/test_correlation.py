@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.correlation import (
+from orchestrator.correlation.report import REFERENCE_MAPS
+from orchestrator.correlation.stats import (
     correlation_sums,
     noise_of,
     pearson_sums,
@@ -13,7 +14,6 @@ from orchestrator.correlation import (
     release_buffers,
     rgb_pearson_sums,
 )
-from orchestrator.correlation_report import REFERENCE_MAPS
 
 from ..conftest import DATA
 

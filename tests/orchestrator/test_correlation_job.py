@@ -13,10 +13,11 @@ from PIL import Image
 
 from jobs import correlation as job
 from models import masks
-from orchestrator.config import MaskConfig, TrackingConfig
-from orchestrator.correlation import correlation_sums, noise_of
-from orchestrator.data.sidd import index_sidd, load_pair, write_png
-from orchestrator.masks import resolve_mask
+from orchestrator.correlation.masks import resolve_mask
+from orchestrator.correlation.stats import correlation_sums, noise_of
+from orchestrator.data.files import write_png
+from orchestrator.data.sidd import index_sidd, load_pair
+from orchestrator.schema import MaskConfig, TrackingConfig
 
 pytestmark = pytest.mark.ray
 
@@ -151,7 +152,7 @@ def test_bad_input_is_recorded_and_the_other_maps_are_kept(ray_local, synthetic_
     capsys.readouterr()
 
     # --strict stops before any work and names the bad files.
-    assert _run(tree, tmp_path / "strict", "--no-tracking", "--strict") == 1
+    assert _run(tree, tmp_path / "strict", "--no-tracking", "--strict") == 2
     err = capsys.readouterr().err
     assert "has no GT partner" in err and Path(broken["unpaired"]).parts[0] in err
     assert not (tmp_path / "strict" / "per_image.parquet").exists()

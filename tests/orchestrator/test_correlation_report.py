@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.correlation import CorrelationSums
-from orchestrator.correlation_report import check_offsets, find_outliers, group_maps, load_reference
+from orchestrator.correlation.report import check_offsets, find_outliers, group_maps, load_reference
+from orchestrator.correlation.stats import CorrelationSums
 
 
 def test_outliers_are_found_only_outside_the_central_square() -> None:

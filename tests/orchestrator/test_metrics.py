@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from orchestrator import metrics
+from orchestrator.train import metrics
 
 
 def test_quantization_rounds_half_up_and_clips() -> None:

@@ -32,20 +32,14 @@ def test_node_lost_mid_trial_resumes_from_checkpoint(tmp_path):
     sets = [
         'stages=["bnn"]',
         "train.ssid.steps=400",
-        "train.ssid.batch=2",
         "train.ssid.checkpoint_every=20",
-        "models.ssid_bnn.dim=8",
         "eval.samples=0",
         "trial.custom={trainer: 1}",
         "trial.max_failures=2",
         f"data.cache_dir={tmp_path / 'data'}",
-        "data.synthetic.scenes=3",
-        "data.synthetic.size=[96,128]",
-        "data.synthetic.val_images=1",
-        "data.synthetic.val_blocks=2",
-        "data.synthetic.block_size=32",
     ]
-    cmd = [sys.executable, str(ROOT / "jobs" / "ablations.py"), "--ablations", "ssid", "--out", str(out)]
+    cmd = [sys.executable, str(ROOT / "jobs" / "ablations.py"), "--profile", "tiny", "--ablations", "ssid"]
+    cmd += ["--out", str(out)]
     cmd += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
     cmd += [a for s in sets for a in ("--set", s)]
     env = {**os.environ, "RAY_ADDRESS": cluster.address}
@@ -98,7 +92,8 @@ def _children_running(parent: int, name: str) -> bool:
 def _replicated_tree(root: Path, copies: int) -> Path:
     """A SIDD tree of ``2 * copies`` real PNG pairs: two generated scenes, copied under new scene
     instance numbers (the maps of copies are equal, and cheap to make)."""
-    from orchestrator.data.synthetic import SyntheticSpec, generate
+    from orchestrator.data.synthetic import generate
+    from orchestrator.schema import SyntheticSpec
 
     spec = SyntheticSpec(seed=5, scenes=1, size=(384, 512), val_images=1, val_blocks=2, block_size=32)
     generate(root, spec)
@@ -121,7 +116,7 @@ def test_node_lost_during_the_correlation_job_keeps_every_map(tmp_path):
     import pyarrow.parquet as pq
     from ray.cluster_utils import Cluster
 
-    from orchestrator.correlation import correlation_sums, noise_of
+    from orchestrator.correlation.stats import correlation_sums, noise_of
     from orchestrator.data.sidd import index_sidd, load_pair
 
     tree = _replicated_tree(tmp_path / "sidd", copies=24)

@@ -13,43 +13,25 @@ import pytest
 from mlflow import MlflowClient
 
 from jobs import ablations
+from orchestrator.data.files import read_png
 from orchestrator.data.shards import TileSet, build_shards, tile_origins
-from orchestrator.data.sidd import index_sidd, read_png
+from orchestrator.data.sidd import index_sidd
+from orchestrator.study.tune import StageGraphSearcher, chain_lengths
 from orchestrator.tracking import STAGE_DONE, STAGE_KEY
-from orchestrator.tune import StageGraphSearcher, chain_lengths
 
 pytestmark = [pytest.mark.ray]
 
-# SSID-family stages a few steps long on a small synthetic tree.
-TINY = [
-    "train.ssid.steps=6",
-    "train.ssid.batch=2",
-    "train.ssid.checkpoint_every=2",
-    "trial.report_every=1",
-    "models.ssid_bnn.dim=8",
-    "models.ssid_unet.dim=8",
-    "models.ssid_lan.width=16",
-    "models.ssid_lan.blocks=1",
-    "eval.samples=1",
-    "data.synthetic.scenes=3",
-    "data.synthetic.size=[96,128]",
-    "data.synthetic.val_images=1",
-    "data.synthetic.val_blocks=2",
-    "data.synthetic.block_size=32",
-    "trial.max_failures=0",
-]
-
 
 def _run(tmp: Path, ablation_names: str, *extra: str) -> int:
-    args = ["--ablations", ablation_names, "--out", str(tmp / "runs")]
+    args = ["--profile", "tiny", "--ablations", ablation_names, "--out", str(tmp / "runs")]
     args += ["--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}"]
-    sets = [f"data.cache_dir={tmp / 'data'}", *TINY, *extra]
+    sets = [f"data.cache_dir={tmp / 'data'}", *extra]
     return ablations.main([*args, *(a for s in sets for a in ("--set", s))])
 
 
 def _runs(tmp: Path) -> list:
     client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("ablations-smoke")
+    exp = client.get_experiment_by_name("ablations-tiny")
     return client, client.search_runs([exp.experiment_id], max_results=1000)
 
 
@@ -170,7 +152,7 @@ def test_unsatisfiable_resources_stop_before_anything_runs(ray_local, tmp_path, 
 
 
 def test_resume_continues_the_saved_study(ray_local, tmp_path, capsys):
-    assert _run(tmp_path, "apbsn", "train.apbsn.steps=2", "train.apbsn.patch=30", "models.apbsn.r3_t=1") == 0
+    assert _run(tmp_path, "apbsn") == 0
     capsys.readouterr()
     out = tmp_path / "runs"
     code = ablations.main(
@@ -224,13 +206,13 @@ def _csv(path: Path) -> list[dict]:
 def test_tracking_through_a_real_mlflow_server(ray_local, mlflow_server, tmp_path, capsys):
     """Runs, metrics and artifacts reach a tracking server over HTTP; artifacts are proxied into
     its ``--artifacts-destination``, not written by the trials to their own disks."""
-    args = ["--ablations", "apbsn", "--out", str(tmp_path / "runs"), "--tracking-uri", mlflow_server.url]
-    sets = [f"data.cache_dir={tmp_path / 'data'}", *TINY, "train.apbsn.steps=2", "train.apbsn.patch=30"]
-    sets += ["train.apbsn.checkpoint_every=1", "models.apbsn.r3_t=1"]
+    args = ["--profile", "tiny", "--ablations", "apbsn", "--out", str(tmp_path / "runs")]
+    args += ["--tracking-uri", mlflow_server.url]
+    sets = [f"data.cache_dir={tmp_path / 'data'}", "train.apbsn.checkpoint_every=1"]
     assert ablations.main([*args, *(a for s in sets for a in ("--set", s))]) == 0
     assert f"open {mlflow_server.url}" in capsys.readouterr().out
     client = MlflowClient(mlflow_server.url)
-    exp = client.get_experiment_by_name("ablations-smoke")
+    exp = client.get_experiment_by_name("ablations-tiny")
     runs = client.search_runs([exp.experiment_id])
     (child,) = [r for r in runs if r.data.tags.get(STAGE_DONE) == "true"]
     assert "checkpoints" in {a.path for a in client.list_artifacts(child.info.run_id)}
@@ -241,11 +223,10 @@ def test_tracking_through_a_real_mlflow_server(ray_local, mlflow_server, tmp_pat
 def test_finished_stages_are_found_in_mlflow_when_the_store_is_gone(ray_local, tmp_path, capsys):
     """MLflow is the stage index: with the stage folders deleted (another machine, a cleaned
     disk), the job downloads each finished stage from its run instead of training it again."""
-    sets = ["train.apbsn.steps=2", "train.apbsn.patch=30", "models.apbsn.r3_t=1"]
-    assert _run(tmp_path, "apbsn", *sets) == 0
+    assert _run(tmp_path, "apbsn") == 0
     capsys.readouterr()
     shutil.rmtree(tmp_path / "runs" / "stages")
-    assert _run(tmp_path, "apbsn", *sets) == 0
+    assert _run(tmp_path, "apbsn") == 0
     out = capsys.readouterr().out
     assert "found finished in MLflow run" in out and "trained 0 stage(s), reused 1" in out
     assert len(list((tmp_path / "runs" / "stages").glob("bsn-*/model.pt"))) == 1

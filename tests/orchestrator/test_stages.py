@@ -9,41 +9,35 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator.ablations import load_profile
 from orchestrator.config import ConfigError
 from orchestrator.data.crops import CropSampler, load_noisy, tiles_per_image
 from orchestrator.data.dataset import resolve as resolve_data
 from orchestrator.data.sidd import load_validation
-from orchestrator.plan import LocalData, plan, run_local
-from orchestrator.stages import UpstreamError
+from orchestrator.study.catalogue import load_profile
+from orchestrator.study.plan import LocalData, plan, run_local
+from orchestrator.train.store import UpstreamError
 
-# A small SSID for the resume and error tests: few steps, checkpoints every 2.
-TINY = [
-    "train.ssid.steps=6",
-    "train.ssid.batch=2",
-    "train.ssid.checkpoint_every=2",
+# The tiny profile's SSID, validated every 3 steps on 4 of its 6 blocks (a subset is named as one).
+SSID = [
+    'ablations=["ssid"]',
     "train.ssid.eval_every=3",
     "train.ssid.eval_blocks=4",
-    "models.ssid_bnn.dim=8",
-    "models.ssid_unet.dim=8",
-    "models.ssid_lan.width=16",
-    "models.ssid_lan.blocks=1",
-    'ablations=["ssid"]',
+    "data.synthetic.val_blocks=6",
 ]
 
 
 @pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory):
-    """The smoke profile's synthetic data, generated once in SIDD's layout and read back."""
-    cache = tmp_path_factory.mktemp("smoke-data")
-    study = load_profile("smoke", [f"data.cache_dir={cache}"])
+def tiny_data(tmp_path_factory):
+    """The tiny profile's synthetic data, generated once in SIDD's layout and read back."""
+    cache = tmp_path_factory.mktemp("tiny-data")
+    study = _tiny(cache)
     index = resolve_data(study.data, progress=False)
     images, names = load_noisy(index.pairs, progress=False)
     return cache, index, LocalData(images, names, load_validation(index))
 
 
 def _tiny(cache, *extra):
-    return load_profile("smoke", [f"data.cache_dir={cache}", *TINY, *extra])
+    return load_profile("tiny", [f"data.cache_dir={cache}", *SSID, *extra])
 
 
 def test_crops_are_a_function_of_seed_and_step():
@@ -65,8 +59,8 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_inside_stage_two_is_bit_identical(smoke_data, tmp_path):
-    cache, index, data = smoke_data
+def test_resume_inside_stage_two_is_bit_identical(tiny_data, tmp_path):
+    cache, index, data = tiny_data
     study = _tiny(cache)
     straight = run_local(study, plan(study, index, store=tmp_path / "a"), data, progress=False)
 
@@ -93,8 +87,8 @@ def test_resume_inside_stage_two_is_bit_identical(smoke_data, tmp_path):
     assert resumed["ssid"]["unet"].metrics["val_blocks"] == len(data.validation[0])
 
 
-def test_missing_or_foreign_upstream_fails_before_training(smoke_data, tmp_path):
-    cache, index, _ = smoke_data
+def test_missing_or_foreign_upstream_fails_before_training(tiny_data, tmp_path):
+    cache, index, _ = tiny_data
     store = tmp_path / "store"
     study = _tiny(cache, 'stages=["lan"]')
     with pytest.raises(UpstreamError, match=r"ssid\.bnn: not in stages=\['lan'\] and not trained yet"):
@@ -102,7 +96,7 @@ def test_missing_or_foreign_upstream_fails_before_training(smoke_data, tmp_path)
     assert not store.exists()  # nothing was trained or written
 
     # A BNN trained with another config, offered as the pretrained stage 1.
-    _, data = smoke_data[1], smoke_data[2]
+    _, data = tiny_data[1], tiny_data[2]
     other = _tiny(cache, 'stages=["bnn"]', "train.ssid.steps=2")
     done = run_local(other, plan(other, index, store=tmp_path / "other"), data, progress=False)
     foreign = done["ssid"]["bnn"].path
@@ -123,7 +117,7 @@ def test_missing_or_foreign_upstream_fails_before_training(smoke_data, tmp_path)
 
 
 def test_history_cut_short_by_a_full_disk_is_read_back_to_the_checkpoint(tmp_path):
-    from orchestrator.stages import _open_history
+    from orchestrator.train.loop import _open_history
 
     path = tmp_path / "history.jsonl"
     path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "lo')
@@ -132,10 +126,10 @@ def test_history_cut_short_by_a_full_disk_is_read_back_to_the_checkpoint(tmp_pat
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
 
 
-def test_bf16_and_channels_last_train_the_same_stage(smoke_data, tmp_path):
+def test_bf16_and_channels_last_train_the_same_stage(tiny_data, tmp_path):
     """NHWC layout and reused memory keep the stage's key and losses; bf16 autocast is another computation
     (its own key), close to the float32 one; an unknown precision is named."""
-    cache, index, data = smoke_data
+    cache, index, data = tiny_data
     runs = {}
     for tag, extra in (
         ("fp32", []),

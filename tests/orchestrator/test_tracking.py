@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import TrackingConfig
+from orchestrator.schema import TrackingConfig
 from orchestrator.tracking import Tracker, parse_run_uri, resolve_uri, safe_params
 
 

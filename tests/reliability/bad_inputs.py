@@ -40,7 +40,8 @@ class Case:
 
 def make_tree(root: Path) -> Path:
     """A small valid SIDD tree (two scenes), made by the project's generator."""
-    from orchestrator.data.synthetic import SyntheticSpec, generate
+    from orchestrator.data.synthetic import generate
+    from orchestrator.schema import SyntheticSpec
 
     spec = SyntheticSpec(seed=3, scenes=2, size=(64, 96), val_images=1, val_blocks=2, block_size=32)
     return generate(root, spec)
@@ -441,6 +442,65 @@ def _shown(stderr: str, tmp: Path) -> str:
     return text.replace(str(tmp), "<tmp>").replace(str(ROOT), ".")
 
 
+def _subclasses(kind: type) -> list[str]:
+    found, todo = [], list(kind.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        found.append(cls.__name__)
+        todo += cls.__subclasses__()
+    return sorted(found)
+
+
+# Every module that defines an error class of the project, so that all of them are listed.
+ERROR_MODULES = (
+    "orchestrator.config",
+    "orchestrator.cluster",
+    "orchestrator.tracking",
+    "orchestrator.data.files",
+    "orchestrator.data.shards",
+    "orchestrator.train.store",
+    "orchestrator.study.records",
+    "orchestrator.correlation.job",
+    "orchestrator.tools.images",
+    "orchestrator.tools.load",
+)
+
+
+def exit_statuses() -> list[str]:
+    """The table of exit statuses, from the error kinds in ``orchestrator.errors`` and the classes
+    of the project that derive from each."""
+    import importlib
+
+    from orchestrator import errors
+
+    for module in ERROR_MODULES:
+        importlib.import_module(module)
+
+    def row(kind: type, when: str, extra: str = "") -> str:
+        names = ", ".join([*(f"`{n}`" for n in _subclasses(kind)), *([extra] if extra else [])])
+        return f"| {errors.exit_status(kind())} | {when} | {names} |"
+
+    return [
+        "| exit | when | errors |",
+        "|---|---|---|",
+        "| 0 | everything asked for was done | |",
+        row(errors.InputError, "the command line, a config, a dataset or an input image is refused"),
+        row(
+            errors.RunFailure,
+            "the run failed: the cluster, storage, tracking or a stage (what finished is kept); "
+            "`jobs/denoise.py` skipped some images (the others are written)",
+            "`OSError`",
+        ),
+        row(
+            errors.CheckpointUnusable,
+            "a checkpoint, or a finished stage a plan relies on, is missing, unreadable or from another "
+            "configuration",
+        ),
+        f"| {errors.exit_status(KeyboardInterrupt())} | interrupted (what finished is kept) "
+        "| `KeyboardInterrupt` |",
+    ]
+
+
 def table(results: list[tuple[Case, int, str]]) -> str:
     head = [
         "# Bad input: what the user sees",
@@ -451,12 +511,12 @@ def table(results: list[tuple[Case, int, str]]) -> str:
         "this table is what the code does. After changing a message, write the table again with",
         "`python -m tests.reliability.bad_inputs --write`.",
         "",
-        "Exit status: 2, the command line or the config is refused and nothing ran; 1, the data, the",
-        "output folder, a stage or the tracking failed (whatever finished is kept), or `jobs/denoise.py`",
-        "skipped some images (the others are written); 3, `jobs/denoise.py` or `jobs/evaluate.py`",
-        "cannot load the checkpoint. The readers behind these rows are also fuzzed",
-        "(`tests/reliability/test_fuzz.py`); [RELIABILITY.md](RELIABILITY.md) lists the faults injected",
-        "into running jobs.",
+        "The exit status is the same in every job for the same kind of error (`orchestrator/errors.py`):",
+        "",
+        *exit_statuses(),
+        "",
+        "The readers behind these rows are also fuzzed (`tests/reliability/test_fuzz.py`);",
+        "[RELIABILITY.md](RELIABILITY.md) lists the faults injected into running jobs.",
         "",
     ]
     rows = []

@@ -11,21 +11,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.ablations import load_profile
 from orchestrator.data.crops import load_noisy
 from orchestrator.data.dataset import resolve as resolve_data
 from orchestrator.data.sidd import load_validation
-from orchestrator.plan import LocalData, plan, run_local
-from orchestrator.stages import StorageError
+from orchestrator.study.catalogue import load_profile
+from orchestrator.study.plan import LocalData, plan, run_local
+from orchestrator.train.store import StorageError
 
 SETS = [
     'ablations=["ssid"]',
     'stages=["bnn"]',
     "train.ssid.steps=10",
-    "train.ssid.batch=2",
-    "train.ssid.checkpoint_every=2",
     "train.ssid.threads=1",
-    "models.ssid_bnn.dim=8",
     "eval.samples=0",
 ]
 FAULT_AT = 4  # the step whose checkpoint is the last one written before the storage fails
@@ -50,7 +47,7 @@ def _fill(folder: Path) -> Path:
 
 
 def main(mode: str, work: Path, cache: Path) -> None:
-    study = load_profile("smoke", [f"data.cache_dir={cache}", *SETS])
+    study = load_profile("tiny", [f"data.cache_dir={cache}", *SETS])
     index = resolve_data(study.data, progress=False)
     images, names = load_noisy(index.pairs, progress=False)
     data = LocalData(images, names, load_validation(index))

@@ -21,12 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from orchestrator import images
-from orchestrator.ablations import StudyConfig, catalogue, load_profile, resolve, selected
-from orchestrator.config import ConfigError, CorrelationConfig, DemoConfig, build, flatten, to_dict
-from orchestrator.data import sidd
-from orchestrator.data.sidd import DatasetError
-from orchestrator.sweep import load_sweep, variants
+from orchestrator.config import ConfigError, build, flatten, to_dict
+from orchestrator.data import files
+from orchestrator.data.files import DatasetError
+from orchestrator.schema import CorrelationConfig, DemoConfig, StudyConfig
+from orchestrator.study.catalogue import catalogue, load_profile, resolve, selected
+from orchestrator.study.sweep import load_sweep, variants
+from orchestrator.tools import images
 from tests.files import with_ihdr
 
 _COMMON = {"deadline": None, "database": None, "suppress_health_check": [HealthCheck.too_slow]}
@@ -236,9 +237,9 @@ def test_fuzz_png_readers(png_bases, tmp_path_factory, data):
     path = tmp_path_factory.mktemp("img") / "x.png"
     path.write_bytes(data.draw(_mutated(base)))
     _check_image(path, images.read_image)
-    _check_image(path, sidd.read_png)
+    _check_image(path, files.read_png)
     try:
-        h, w, _ = sidd.png_size(path)
+        h, w, _ = files.png_size(path)
         assert h >= 0 and w >= 0
     except DatasetError as exc:
         assert [str(p) for p, _ in exc.problems] == [str(path)]
@@ -254,7 +255,7 @@ def mat_bases(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("mat")
     blocks = np.arange(1 * 2 * 4 * 4 * 3, dtype=np.uint8).reshape(1, 2, 4, 4, 3)
-    sidd.save_blocks(tmp / "v5.mat", "Blocks", blocks)
+    files.save_blocks(tmp / "v5.mat", "Blocks", blocks)
     savemat(tmp / "v7.mat", {"Blocks": blocks, "note": "x"}, do_compression=True)  # zlib elements
     with h5py.File(tmp / "v73.mat", "w", userblock_size=512) as f:
         f.create_dataset("Blocks", data=np.ascontiguousarray(blocks.transpose(4, 3, 2, 1, 0)))
@@ -265,9 +266,9 @@ def mat_bases(tmp_path_factory):
 
 def _check_blocks(path: Path) -> None:
     try:
-        sidd.mat_variables(path)
-        shape = sidd.check_blocks_file(path, "Blocks")
-        arr = sidd.load_blocks(path, "Blocks")
+        files.mat_variables(path)
+        shape = files.check_blocks_file(path, "Blocks")
+        arr = files.load_blocks(path, "Blocks")
     except DatasetError as exc:
         assert [str(p) for p, _ in exc.problems] and {str(p) for p, _ in exc.problems} == {str(path)}
         return

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.stages import checkpoint_name
+from orchestrator.train.store import checkpoint_name
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("storage_child.py")

@@ -22,7 +22,8 @@ def test_metrics_and_checkpoints_survive_a_tracking_outage(mlflow_server, tmp_pa
     out = tmp_path / "runs"
     sets = [*SMALL_SSID, 'stages=["bnn"]', "train.ssid.steps=300", "train.ssid.checkpoint_every=20"]
     sets += ["trial.report_every=1", "tracking.wait_s=120", f"data.cache_dir={tmp_path / 'data'}", *DATA]
-    cmd = [sys.executable, str(ROOT / "jobs" / "ablations.py"), "--ablations", "ssid", "--out", str(out)]
+    cmd = [sys.executable, str(ROOT / "jobs" / "ablations.py"), "--profile", "tiny", "--ablations", "ssid"]
+    cmd += ["--out", str(out)]
     cmd += ["--tracking-uri", mlflow_server.url, *(a for s in sets for a in ("--set", s))]
     log = tmp_path / "job.log"
     job = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -42,7 +43,7 @@ def test_metrics_and_checkpoints_survive_a_tracking_outage(mlflow_server, tmp_pa
     finally:
         _stop_group(job)
     client = MlflowClient(mlflow_server.url)
-    runs = client.search_runs([client.get_experiment_by_name("ablations-smoke").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("ablations-tiny").experiment_id])
     (child,) = [r for r in runs if r.data.tags.get("denoise.stage") == "bnn"]
     assert child.info.status == "FINISHED" and child.data.tags["denoise.stage_done"] == "true"
     steps = {m.step for m in client.get_metric_history(child.info.run_id, "loss")}

@@ -10,19 +10,17 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
+from orchestrator.data.files import DatasetError, load_blocks, read_png
 from orchestrator.data.sidd import (
     BENCHMARK_NOISY,
     MEDIUM_DIR,
     VALIDATION_GT,
     VALIDATION_NOISY,
-    DatasetError,
     format_scene_name,
     index_sidd,
-    load_blocks,
     load_pair,
     load_validation,
     parse_scene_name,
-    read_png,
 )
 
 SCENE = "0001_001_S6_00100_00060_3200_L"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.correlation import noise_of, radial_profile, rgb_pearson_sums
+from orchestrator.correlation.stats import noise_of, radial_profile, rgb_pearson_sums
 from orchestrator.data import camera, synthetic
 from orchestrator.data.sidd import index_sidd, load_pair, load_validation
 
@@ -161,7 +161,7 @@ def test_pooled_map_of_the_default_mix_is_sidds_diamond(tmp_path: Path) -> None:
     whose region above 0.02 is LG-BPN's radius-4 diamond, as the real SIDD Medium map's is, with
     the correlation reaching further along the axes than along the diagonals."""
     from models.masks import diamond, from_correlation
-    from orchestrator.correlation_report import load_reference
+    from orchestrator.correlation.report import load_reference
 
     root = synthetic.generate(tmp_path / "sidd", synthetic.SyntheticSpec(scenes=20))
     pooled = None
@@ -175,3 +175,10 @@ def test_pooled_map_of_the_default_mix_is_sidds_diamond(tmp_path: Path) -> None:
     reference = load_reference("sidd", 10)  # the authors' map over real SIDD Medium
     for d in range(1, 6):  # the axis profile within 0.05 of SIDD's
         assert abs(radial_profile(corr)[d] - radial_profile(reference)[d]) < 0.05, d
+
+
+def test_the_configs_camera_codes_are_the_profiles():
+    from orchestrator.data.camera import PROFILES
+    from orchestrator.schema import CAMERA_CODES
+
+    assert tuple(PROFILES) == CAMERA_CODES

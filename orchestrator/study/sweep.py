@@ -20,39 +20,18 @@ learning rate trains SSID's BNN and LAN once). ``asha`` stops unpromising stage 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from orchestrator.ablations import StudyConfig
 from orchestrator.config import ConfigError, apply_overrides, from_dict, load_yaml
-from orchestrator.study import SearchOptions, Variant
+from orchestrator.schema import StudyConfig, SweepConfig
+from orchestrator.study.run import SearchOptions, Variant
 
-__all__ = ["SweepConfig", "AshaConfig", "load_sweep", "variants", "search_options"]
+__all__ = ["load_sweep", "variants", "search_options"]
 
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
-
-
-@dataclass(frozen=True)
-class AshaConfig:
-    """Asynchronous successive halving over each stage trial's reported ``metric`` (``loss`` is
-    reported every ``trial.report_every`` steps; ``val<n>_psnr`` every ``eval_every``)."""
-
-    metric: str = "loss"
-    mode: Literal["min", "max"] = "min"
-    grace_period: int = 10
-    reduction_factor: float = 2.0
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    ablations: tuple[str, ...] = ()
-    samples: int = 1
-    seed: int = 0
-    space: dict[str, dict[str, Any]] = field(default_factory=dict)
-    asha: AshaConfig | None = None
 
 
 def load_sweep(path: str | Path) -> SweepConfig:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from models import masks
-from orchestrator.config import MaskConfig, TrackingConfig
+from orchestrator.schema import MaskConfig, TrackingConfig
 
 MASK_FILE = "mask.npz"
 MAP_FILE = "pooled_map.npy"

@@ -22,13 +22,15 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "Denoiser", "load_denoiser"]
+from orchestrator.errors import CheckpointUnusable
+
+__all__ = ["CheckpointError", "Denoiser", "load_denoiser", "load_named"]
 
 # Keys under which training scripts commonly nest a state dict.
 _WRAPPERS = ("state_dict", "model_state_dict", "model_weight", "denoiser", "net", "model", "params")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CheckpointUnusable):
     """A checkpoint source cannot give a denoiser."""
 
 
@@ -38,6 +40,24 @@ class Denoiser:
     source: str
     description: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+def load_named(
+    source: str, *, tracking_uri: str = "", original: str = "", original_kwargs: str = "{}"
+) -> Denoiser:
+    """:func:`load_denoiser` from a job's command line: ``original_kwargs`` is JSON text.
+
+    Raises:
+        ConfigError: ``original_kwargs`` is not JSON.
+        CheckpointError: the source cannot give a denoiser.
+    """
+    from orchestrator.config import ConfigError
+
+    try:
+        kwargs = json.loads(original_kwargs)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("", f"--original-kwargs is not JSON ({exc})") from None
+    return load_denoiser(source, tracking_uri=tracking_uri, original=original, original_kwargs=kwargs)
 
 
 def load_denoiser(
@@ -71,33 +91,13 @@ def load_denoiser(
 
 
 def _download(uri: str, tracking_uri: str, dst: Path) -> tuple[Path, str]:
-    from mlflow.exceptions import MlflowException
-
-    from orchestrator.config import TrackingConfig
-    from orchestrator.tracking import Tracker, parse_run_uri
+    from orchestrator.schema import TrackingConfig
+    from orchestrator.tracking import Tracker
 
     tracker = Tracker(TrackingConfig(uri=tracking_uri))
-    client = tracker.client
     try:
-        if uri.startswith("models:/"):
-            name, _, version = uri[len("models:/") :].partition("/")
-            name, _, alias = name.partition("@")
-            mv = (
-                client.get_model_version_by_alias(name, alias)
-                if alias
-                else client.get_model_version(name, version)
-            )
-            run_id, artifact = mv.run_id, "model.pt"
-        else:
-            run_id, artifact = parse_run_uri(uri)
-        run = client.get_run(run_id)
-    except (MlflowException, ValueError) as exc:
-        raise CheckpointError(f"{uri}: not found in the MLflow store {tracker.uri} ({exc})") from None
-    final = run.data.tags.get("denoise.final_run")
-    if final and not artifact:  # an ablation's parent run: its final stage holds the model
-        run_id = final
-    try:
-        path = tracker.download(run_id, artifact or "model.pt", dst)
+        run_id, artifact = tracker.model_source(uri)
+        path = tracker.download(run_id, artifact, dst)
     except ValueError as exc:
         raise CheckpointError(f"{uri}: {exc}") from None
     return path, f"MLflow run {run_id} in {tracker.uri}"
@@ -141,7 +141,8 @@ def _from_file(path: Path, source: str, original: str, original_kwargs: Mapping 
             "use the stage's model.pt"
         )
     from orchestrator.config import from_dict
-    from orchestrator.stages import ModelSpec, build_model
+    from orchestrator.schema import ModelSpec
+    from orchestrator.train.store import build_model
 
     spec = from_dict(ModelSpec, meta["config"]["model"], prefix="model")
     model = build_model(spec, seed=0)

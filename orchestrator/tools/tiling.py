@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orchestrator.evaluation import infer
+from orchestrator.errors import InputError
+from orchestrator.train.evaluation import infer
 
 __all__ = ["ALIGN", "activation_bytes_per_pixel", "tile_for_memory", "denoise_image"]
 
@@ -76,7 +77,7 @@ def tile_for_memory(bytes_per_pixel: float, memory_mb: float, margin: int) -> in
     core = window - 2 * margin
     if core < ALIGN:
         need = (ALIGN + 2 * margin) ** 2 * bytes_per_pixel / 2**20
-        raise ValueError(
+        raise InputError(
             f"a memory bound of {memory_mb:g} MB leaves no room for a tile with a {margin}px margin "
             f"(this network needs at least {need:.0f} MB); raise --memory-mb or lower --margin"
         )
@@ -110,9 +111,9 @@ def denoise_image(
     ``tile`` 0 runs the whole image in one pass. ``on_tile(done, total)`` is called after each tile.
     """
     if tile > 0 and (tile % ALIGN or margin % ALIGN):
-        raise ValueError(f"tile ({tile}) and margin ({margin}) must be multiples of {ALIGN}")
+        raise InputError(f"tile ({tile}) and margin ({margin}) must be multiples of {ALIGN}")
     if tile > 0 and blend > margin:
-        raise ValueError(f"blend ({blend}) cannot exceed margin ({margin})")
+        raise InputError(f"blend ({blend}) cannot exceed margin ({margin})")
     device = device or torch.device("cpu")
     h, w = image.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].float().to(device)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.metrics import quantize_uint8
+from orchestrator.errors import InputError
+from orchestrator.train.metrics import quantize_uint8
 
 __all__ = [
     "ImageError",
@@ -30,7 +31,7 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An image cannot be used: unreadable, or not three-channel 8/16-bit sRGB."""
 
     def __init__(self, path: str | Path, reason: str):

@@ -1,22 +1,19 @@
 """Evaluate any denoiser on the validation blocks with Ray Data, and write SIDD benchmark submissions.
 
 The blocks are a Ray Data dataset; an actor pool (one actor per GPU on a cluster, or per CPU
-slot locally) holds the network once and denoises batches of blocks, returning each block's
-output and its PSNR, SSIM and SSIM-uniform7 (the conventions of ``docs/METRICS.md``). The driver
-averages them over every block (``val_*``; the full SIDD validation set is 1280 blocks) and
-writes the per-block numbers. The benchmark blocks go through the same pool; their outputs are
-written as the SIDD server's ``SubmitSrgb.mat``.
-
-Randomness at inference (R3's masks) is seeded per batch from ``seed`` and the batch's first
-block, so a result does not depend on how blocks are spread over workers.
+slot locally) holds the network once and scores batches of blocks through the one evaluation
+path, :func:`orchestrator.train.evaluation.score_batch`: each block's output and its PSNR, SSIM
+and SSIM-uniform7 (the conventions of ``docs/METRICS.md``), its random inference steps (R3) seeded
+per block. The driver averages them over every block in block order (``val_*``; the full SIDD
+validation set is 1280 blocks), so the numbers equal training's final evaluation of the same
+``model.pt``, however many workers. The benchmark blocks go through the same pool; their outputs
+are written as the SIDD server's ``SubmitSrgb.mat``.
 """
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,32 +21,25 @@ import torch
 from torch import nn
 
 from orchestrator.cluster import prompt_dispatch, quiet_ray_data
-from orchestrator.evaluation import device_for, infer, metric_prefix, to_images, to_tensor
-from orchestrator.metrics import evaluate as block_metrics
+from orchestrator.progress import Progress
+from orchestrator.train.evaluation import EvalResult, device_for, rows_of, score_batch, summarize
 
-__all__ = ["BlockDenoiser", "run_blocks", "EvalResult", "evaluate_blocks", "write_submission"]
+__all__ = ["BlockScorer", "run_blocks", "evaluate_blocks", "write_submission"]
 
 SUBMISSION_VARIABLE = "DenoisedBlocksSrgb"
 
 
-class BlockDenoiser:
+class BlockScorer:
     """Ray Data actor: denoise a batch of blocks, and score them when the clean ones are given."""
 
     def __init__(self, model: nn.Module, seed: int = 0, threads: int = 1):
         if threads > 0:
             torch.set_num_threads(threads)
-        self.device = device_for()
-        self.model = model.to(self.device).eval()
+        self.model = model.to(device_for()).eval()
         self.seed = seed
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        torch.manual_seed(self.seed * 1_000_003 + int(batch["index"][0]))
-        with torch.no_grad():
-            out = to_images(infer(self.model, to_tensor(batch["noisy"]).to(self.device)))
-        result = {"index": batch["index"], "denoised": out}
-        if "clean" in batch:
-            result |= {k: v.astype(np.float64) for k, v in block_metrics(out, batch["clean"]).items()}
-        return result
+        return score_batch(self.model, batch["noisy"], batch.get("clean"), batch["index"], seed=self.seed)
 
 
 def run_blocks(
@@ -73,7 +63,7 @@ def run_blocks(
     ]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch, 64)))
     ds = ds.map_batches(
-        BlockDenoiser,
+        BlockScorer,
         fn_constructor_kwargs={"model": model, "seed": seed, "threads": 1},
         batch_size=batch,
         batch_format="numpy",
@@ -83,15 +73,7 @@ def run_blocks(
     )
     for rows in ds.iter_batches(batch_format="numpy", batch_size=None):
         for i in range(len(rows["index"])):
-            yield {k: v[i] for k, v in rows.items()}
-
-
-@dataclass
-class EvalResult:
-    metrics: dict[str, float]
-    per_block: list[dict]
-    seconds: float
-    prefix: str = "val"  # of the metric names: ``val`` for all blocks, ``val<n>`` for the first n
+            yield {k: v[i : i + 1] for k, v in rows.items()}
 
 
 def evaluate_blocks(
@@ -106,40 +88,20 @@ def evaluate_blocks(
     seed: int = 0,
     progress: bool = True,
 ) -> EvalResult:
-    """PSNR, SSIM and SSIM-uniform7 over the first ``blocks`` blocks (0: all), and per-block rows.
-
-    Metrics are named as :func:`orchestrator.evaluation.evaluate` names them: ``val_*`` over every
-    block, ``val<n>_*`` over the first n only.
-    """
-    from orchestrator.progress import Progress
-
+    """PSNR, SSIM and SSIM-uniform7 over the first ``blocks`` blocks (0: all), and per-block rows,
+    named as :func:`orchestrator.train.evaluation.summarize` names them."""
     total = len(noisy)
     if 0 < blocks < total:
         noisy, clean = noisy[:blocks], clean[:blocks]
-
     bar = Progress(f"evaluate {len(noisy)} blocks", len(noisy), every_s=5.0) if progress else None
     t0 = time.perf_counter()
     rows = []
-    for r in run_blocks(
-        model, noisy, clean, batch=batch, workers=workers, gpus_per_worker=gpus_per_worker, seed=seed
-    ):
-        rows.append({"block": int(r["index"]), **{k: float(r[k]) for k in ("psnr", "ssim", "ssim_uniform7")}})
+    opts = {"batch": batch, "workers": workers, "gpus_per_worker": gpus_per_worker, "seed": seed}
+    for r in run_blocks(model, noisy, clean, **opts):
+        rows += rows_of(r)
         if bar:
             bar.update()
-    rows.sort(key=lambda r: r["block"])
-    prefix = metric_prefix(len(rows), total)
-    metrics = {
-        f"{prefix}_{k}": float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "ssim_uniform7")
-    }
-    metrics[f"{prefix}_blocks"] = float(len(rows))
-    return EvalResult(metrics, rows, time.perf_counter() - t0, prefix)
-
-
-def write_per_block(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["block", "psnr", "ssim", "ssim_uniform7"])
-        w.writeheader()
-        w.writerows(rows)
+    return summarize(rows, total, time.perf_counter() - t0)
 
 
 def write_submission(

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from orchestrator.config import CorrelationFigures
-from orchestrator.correlation import CorrelationSums
+from orchestrator.correlation.stats import CorrelationSums
+from orchestrator.schema import CorrelationFigures
 
 __all__ = [
     "REFERENCE_MAPS",
@@ -253,16 +253,8 @@ def write_report(
             title=f"images above {cfg.outlier_threshold} outside the central {side}x{side}",
         )
     )
-    groups = {}
-    for column in ("camera", "iso"):
-        g = group_maps(rows, column, sums)
-        groups[column] = {str(k): {"images": n, "map": m} for k, (m, n) in g.items()}
-        named = {f"{column} {k} ({n} images)": m for k, (m, n) in g.items()}
-        figs.append(
-            plot_map_grid(
-                named, folder / f"by_{column}.png", title=f"pooled map per {column}", floor=cfg.log_floor
-            )
-        )
+    groups, group_figs = _group_figures(rows, sums, folder, cfg.log_floor)
+    figs += group_figs
     if reference is not None:
         figs.append(
             plot_side_by_side(
@@ -272,3 +264,15 @@ def write_report(
             )
         )
     return {"outliers": outliers, "groups": groups, "figures": [str(f) for f in figs]}
+
+
+def _group_figures(rows, sums, folder: Path, floor: float) -> tuple[dict, list[Path]]:
+    """The pooled map per camera and per ISO: the groups, and a figure of each."""
+    groups, figs = {}, []
+    for column in ("camera", "iso"):
+        g = group_maps(rows, column, sums)
+        groups[column] = {str(k): {"images": n, "map": m} for k, (m, n) in g.items()}
+        named = {f"{column} {k} ({n} images)": m for k, (m, n) in g.items()}
+        path = folder / f"by_{column}.png"
+        figs.append(plot_map_grid(named, path, title=f"pooled map per {column}", floor=floor))
+    return groups, figs

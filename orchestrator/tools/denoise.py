@@ -1,7 +1,7 @@
 """Denoise a file or a folder of sRGB images with any checkpoint (``jobs/denoise.py``).
 
 Each image is read at its bit depth (PNG, JPEG, TIFF; 8 or 16 bits), brought to the networks'
-0..255 range, denoised whole or in tiles (:mod:`orchestrator.tiling`), and written under the
+0..255 range, denoised whole or in tiles (:mod:`orchestrator.tools.tiling`), and written under the
 output folder with the same name and format and bit depth. A file that cannot be used is skipped
 with its reason, and the run goes on; the summary lists every skipped file.
 """
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.evaluation import device_for
-from orchestrator.images import (
+from orchestrator.progress import Progress
+from orchestrator.schema import DenoiseConfig
+from orchestrator.tools.images import (
     SUFFIXES,
     ImageError,
     from_model_range,
@@ -23,23 +24,10 @@ from orchestrator.images import (
     to_model_range,
     write_image,
 )
-from orchestrator.progress import Progress
-from orchestrator.tiling import activation_bytes_per_pixel, denoise_image, tile_for_memory
+from orchestrator.tools.tiling import activation_bytes_per_pixel, denoise_image, tile_for_memory
+from orchestrator.train.evaluation import device_for
 
-__all__ = ["DenoiseOptions", "DenoiseSummary", "collect_inputs", "denoise_files"]
-
-
-@dataclass(frozen=True)
-class DenoiseOptions:
-    """``tile`` > 0: that core size; 0: chosen from ``memory_mb`` (0 as well: whole images)."""
-
-    tile: int = 0
-    memory_mb: float = 2048.0
-    margin: int = 160
-    blend: int = 16
-    device: str = ""
-    seed: int = 0
-    progress: bool = True
+__all__ = ["DenoiseSummary", "collect_inputs", "denoise_files"]
 
 
 @dataclass
@@ -51,17 +39,24 @@ class DenoiseSummary:
 
 
 def collect_inputs(target: str | Path) -> list[Path]:
-    """A file, or every image file directly in a folder (sorted)."""
+    """A file, or every image file directly in a folder (sorted).
+
+    Raises:
+        ImageError: nothing there, or a folder without PNG, JPEG or TIFF files.
+    """
     p = Path(target).expanduser()
     if p.is_dir():
-        return sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in SUFFIXES)
+        found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in SUFFIXES)
+        if not found:
+            raise ImageError(target, "no PNG, JPEG or TIFF files in it")
+        return found
     if p.exists():
         return [p]
-    raise FileNotFoundError(f"{target}: no such file or folder")
+    raise ImageError(target, "no such file or folder")
 
 
 def denoise_files(
-    model: torch.nn.Module, files: list[Path], out: Path, opts: DenoiseOptions
+    model: torch.nn.Module, files: list[Path], out: Path, opts: DenoiseConfig, *, progress: bool = True
 ) -> DenoiseSummary:
     device = device_for(opts.device)
     model = model.to(device).eval()
@@ -78,7 +73,7 @@ def denoise_files(
             print(f"skipped {f}: {exc.reason}", flush=True)
             continue
         h, w = pixels.shape[:2]
-        bar = Progress(f"{n}/{len(files)} {f.name} {w}x{h}", 1, every_s=5.0) if opts.progress else None
+        bar = Progress(f"{n}/{len(files)} {f.name} {w}x{h}", 1, every_s=5.0) if progress else None
 
         def step(done: int, total: int, _bar=bar) -> None:
             if _bar:

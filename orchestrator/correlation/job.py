@@ -1,7 +1,7 @@
 """The noise-correlation job: pairs -> per-image sums on Ray Data workers -> Parquet + pooled map.
 
 Each pair is one Ray Data task that decodes its two PNGs, forms the noise and computes the exact
-per-offset sums and counts (:mod:`orchestrator.correlation`). The driver streams the results back,
+per-offset sums and counts (:mod:`orchestrator.correlation.stats`). The driver streams the results back,
 writes them to ``OUT/parts/`` as they arrive (so an interrupted run keeps every finished map and a
 rerun computes only what is missing), pools them, and writes the outputs and figures.
 
@@ -11,7 +11,6 @@ has no valid pixel, becomes a row with ``status`` ``error`` or ``nan``, a NaN ma
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -23,19 +22,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator.cluster import prompt_dispatch, quiet_ray_data
-from orchestrator.config import CorrelationConfig
-from orchestrator.correlation import CorrelationSums, correlation_sums, noise_of
-from orchestrator.data.sidd import PairRecord, SiddIndex, read_pair
+from orchestrator.correlation.outputs import PARTS, PER_IMAGE, SUM_FIELDS
+from orchestrator.correlation.stats import CorrelationSums, correlation_sums, noise_of
+from orchestrator.data.files import read_pair
+from orchestrator.data.sidd import PairRecord, SiddIndex
+from orchestrator.errors import RunFailure
+from orchestrator.schema import CorrelationConfig
 
 __all__ = ["pair_task", "sums_from_row", "compute_rows", "load_results", "collect", "JobStateError"]
 
-SUM_FIELDS = {"rgb_pearson": ("sum", "count"), "pearson": ("sum", "count", "sx", "sy", "sxx", "syy")}
-PARTS = "parts"
-PER_IMAGE = "per_image.parquet"
 JOB_FILE = "job.json"
 
 
-class JobStateError(RuntimeError):
+class JobStateError(RunFailure):
     """The output folder holds results that cannot be combined with this run."""
 
 
@@ -250,77 +249,14 @@ def _describe(resources: dict) -> str:
     )
 
 
-# ------------------------------------------------------------------------------------ outputs
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        np.save(f, np.asarray(array, dtype=np.float64))
-    tmp.replace(path)
-
-
-def write_per_image(out: Path, rows: list[dict], cfg: CorrelationConfig) -> Path:
-    """All rows to ``per_image.parquet`` (atomically), then drop the merged ``parts/``."""
-    table = pa.Table.from_pylist(rows)
-    meta = {"radius": str(cfg.radius), "statistic": cfg.statistic, "map_side": str(2 * cfg.radius + 1)}
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-    tmp = out / (PER_IMAGE + ".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(out / PER_IMAGE)
-    shutil.rmtree(out / PARTS, ignore_errors=True)
-    return out / PER_IMAGE
-
-
-def write_pooled(out: Path, pooled: CorrelationSums) -> dict[str, Path]:
-    """``pooled_map``, ``pooled_sum``, ``pooled_count`` (float64, (2R+1)^2), and for ``pearson`` the
-    per-channel moments needed to recompute the map exactly."""
-    files = {
-        "pooled_map": out / "pooled_map.npy",
-        "pooled_sum": out / "pooled_sum.npy",
-        "pooled_count": out / "pooled_count.npy",
-    }
-    _save_npy(files["pooled_map"], pooled.map())
-    if pooled.statistic == "rgb_pearson":
-        _save_npy(files["pooled_sum"], pooled.sum)
-        _save_npy(files["pooled_count"], pooled.count)
-    else:  # channels pooled; the per-channel moments go beside them
-        _save_npy(files["pooled_sum"], pooled.sum.sum(axis=0))
-        _save_npy(files["pooled_count"], pooled.count.sum(axis=0))
-        files["pooled_map_per_channel"] = out / "pooled_map_per_channel.npy"
-        _save_npy(files["pooled_map_per_channel"], pooled.map(per_channel=True))
-        files["pooled_moments"] = out / "pooled_moments.npz"
-        moments = {f: getattr(pooled, f) for f in SUM_FIELDS["pearson"]}
-        np.savez(files["pooled_moments"], **moments)
-    return files
-
-
-def _write_findings(out: Path, findings: dict, problems: tuple) -> None:
-    with (out / "outliers.csv").open("w", newline="") as f:
-        table = csv.writer(f)
-        table.writerow(["key", "camera", "iso", "value", "dy", "dx"])
-        for o in findings["outliers"]:
-            table.writerow([o["key"], o["camera"], o["iso"], f"{o['value']:.6f}", o["dy"], o["dx"]])
-    groups = {
-        col: {k: {"images": v["images"], "map": v["map"].tolist()} for k, v in g.items()}
-        for col, g in findings["groups"].items()
-    }
-    (out / "group_maps.json").write_text(json.dumps(groups))
-    if problems:
-        with (out / "skipped_files.csv").open("w", newline="") as f:
-            table = csv.writer(f)  # quotes paths and messages that hold commas or quotes
-            table.writerow(["path", "problem"])
-            table.writerows(problems)
-
-
 def run_correlation(cfg: CorrelationConfig) -> dict:
     """Index the data, compute every per-image map on Ray, pool, write outputs and figures, log.
 
     Returns the summary also written to ``OUT/summary.json``.
     """
     from models import masks
-    from orchestrator import correlation_report as report
     from orchestrator.cluster import connect
+    from orchestrator.correlation import outputs, report
     from orchestrator.data import dataset
 
     report.check_offsets(cfg.figures.offsets, cfg.radius)  # config errors before any work
@@ -331,7 +267,7 @@ def run_correlation(cfg: CorrelationConfig) -> dict:
     index = dataset.resolve(cfg.data, strict=cfg.strict)
     print(index.summary(), flush=True)
     rows = collect(index, cfg, out, lambda: connect(cfg.ray))
-    write_per_image(out, rows, cfg)
+    outputs.write_per_image(out, rows, cfg)
     sums = [sums_from_row(r, radius=cfg.radius, statistic=cfg.statistic) for r in rows]
     ok = [s for r, s in zip(rows, sums, strict=True) if r["status"] == "ok"]
     status_counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "nan", "error")}
@@ -342,13 +278,13 @@ def run_correlation(cfg: CorrelationConfig) -> dict:
     pooled = ok[0]
     for s in ok[1:]:
         pooled = pooled + s
-    files = write_pooled(out, pooled)
+    files = outputs.write_pooled(out, pooled)
     pooled_map = pooled.map()
     label = "synthetic" if not cfg.data.root else Path(index.root).name
     findings = report.write_report(
         rows, sums, pooled_map, cfg.figures, out / "figures", label=label, reference=reference
     )
-    _write_findings(out, findings, index.problems)
+    outputs.write_findings(out, findings, index.problems)
     blind = masks.from_correlation(pooled_map, threshold=cfg.mask_threshold)
     masks.save(
         out / "mask.npz",
@@ -358,9 +294,10 @@ def run_correlation(cfg: CorrelationConfig) -> dict:
         source=str(files["pooled_map"]),
         images=len(ok),
     )
-    summary = _summary(cfg, index, rows, status_counts, pooled_map, blind, findings, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    summary = outputs.summary(cfg, index, rows, status_counts, pooled_map, blind, findings, seconds)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    _print_summary(summary, out)
+    outputs.print_summary(summary, out)
     if cfg.tracking.enabled:
         try:
             summary["mlflow_run_id"] = _log_to_mlflow(cfg, out, summary)
@@ -369,52 +306,6 @@ def run_correlation(cfg: CorrelationConfig) -> dict:
             print(f"[correlation] MLflow logging failed ({summary['mlflow_error']}); outputs kept in {out}")
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
-
-
-def _summary(cfg, index, rows, status_counts, pooled_map, blind, findings, seconds) -> dict:
-    from orchestrator.correlation import PROFILE_DISTANCES, radial_profile
-
-    r = cfg.radius
-    dists = tuple(d for d in PROFILE_DISTANCES if d <= r)
-    failed = [
-        {"key": x["key"], "status": x["status"], "reason": x["reason"]} for x in rows if x["status"] != "ok"
-    ]
-    return {
-        "dataset": index.root,
-        "statistic": cfg.statistic,
-        "radius": r,
-        "pairs": len(rows),
-        "status": status_counts,
-        "failed": failed,
-        "skipped_files": len(index.problems),
-        "profile": {str(d): v for d, v in radial_profile(pooled_map, dists).items()},
-        "mask_taps": int(blind.sum()),
-        "mask_threshold": cfg.mask_threshold,
-        "mask_is_radius4_diamond": bool(blind.shape[0] >= 9 and _is_diamond4(blind)),
-        "outliers": findings["outliers"],
-        "seconds": round(seconds, 2),
-    }
-
-
-def _is_diamond4(blind: np.ndarray) -> bool:
-    from models import masks
-
-    return bool(np.array_equal(blind, masks.diamond(4, size=blind.shape[0])))
-
-
-def _print_summary(summary: dict, out: Path) -> None:
-    st = summary["status"]
-    print(f"[correlation] {st['ok']} maps, {st['nan']} NaN, {st['error']} errors in {summary['seconds']} s")
-    for f in summary["failed"]:
-        print(f"  {f['status']}: {f['key']}: {f['reason']}")
-    prof = ", ".join(f"d={d}: {v:.3f}" for d, v in summary["profile"].items())
-    print(f"  coefficient along the axes: {prof}")
-    shape = "LG-BPN's radius-4 diamond" if summary["mask_is_radius4_diamond"] else "not the radius-4 diamond"
-    print(
-        f"  derived blind region: {summary['mask_taps']} offsets above {summary['mask_threshold']} ({shape})"
-    )
-    print(f"  outlier images: {len(summary['outliers'])}")
-    print(f"  outputs in {out}", flush=True)
 
 
 def _log_to_mlflow(cfg: CorrelationConfig, out: Path, summary: dict) -> str:

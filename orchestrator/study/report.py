@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.ablations import Ablation
-from orchestrator.data.sidd import read_png
+from orchestrator.data.files import read_png
+from orchestrator.study.catalogue import Ablation, catalogue
 
 COLUMNS = (
     "ablation",
@@ -133,3 +134,55 @@ def comparison_grid(panels: list[tuple[str, float | None, Path]], path: Path) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
+
+
+def study_table(planned, stages) -> list[dict]:
+    """The table of a study: a row per planned ablation (or sweep variant), from the states of
+    its stages (``{key: StageState}``)."""
+    entries = {}
+    for v, _ in planned:
+        entries.update(catalogue(v.study))
+    results = []
+    for v, pa in planned:
+        chain = [stages[s.key] for s in pa.stages if stages[s.key].state != "skipped"]
+        last = chain[-1] if chain else None
+        failed = [s for s in chain if s.result is None]
+        why = f"failed: {failed[0].stage.config.name}: {failed[0].error}" if failed else "finished"
+        results.append(
+            StudyRow(
+                name=v.name(pa.entry.name),
+                entry=entries[pa.entry.name],
+                stage=last.stage.config.name if last else "-",
+                metrics=last.result.metrics if last and last.result else {},
+                reused=[s.stage.config.name for s in chain if not s.trained_here and s.result is not None],
+                train_s=sum(s.result.train_s for s in chain if s.result is not None),
+                status=why,
+            )
+        )
+    return rows(results)
+
+
+def study_grid(planned, stages, out: Path) -> Path | None:
+    """The first validation block across ablations (the paper's Fig. 8), if samples were saved."""
+    panels = []
+    for v, pa in planned:
+        last = stages[pa.stages[-1].key]
+        sample = last.stage.path / "samples" / "block_0000.png"
+        if last.result is not None and sample.is_file():
+            panels.append((v.name(pa.entry.name), last.result.metrics.get("val_psnr"), sample))
+    if not panels:
+        return None
+    return comparison_grid(panels, out / "comparison_grid.png")
+
+
+def print_summary(outcome) -> None:
+    """The table, what was reused, and where to look in the MLflow UI."""
+    print(to_markdown(outcome.table), flush=True)
+    print(f"trained {len(outcome.trained)} stage(s), reused {len(outcome.reused)}; results in {outcome.out}")
+    if outcome.tracking_uri:
+        ui = f"mlflow ui --backend-store-uri {outcome.tracking_uri}"
+        if outcome.tracking_uri.startswith("http"):
+            ui = f"open {outcome.tracking_uri}"
+        print(f"MLflow: experiment {outcome.experiment_id} at {outcome.tracking_uri}; to browse: {ui}")
+    for label, why in outcome.failed.items():
+        print(f"FAILED {label}: {why}", file=sys.stderr)

@@ -1,0 +1,141 @@
+"""From ablations to a stage graph with content keys, and running it in this process.
+
+A stage's content key hashes its resolved config (less what only changes how it is watched), the
+keys of its upstream stages and the data's key. Stages with equal keys are the same computation:
+SSID and S-2 share their BNN, so it is trained once and found in the store by its key
+(``<store>/<stage>-<key[:16]>/model.pt``). Everything an ablation needs is checked before the first
+step: configs, the stage graph, and every ``pretrained`` or already-finished upstream file.
+The plan builds each stage's one record, :class:`orchestrator.train.store.Stage`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.config import ConfigError
+from orchestrator.data.sidd import SiddIndex
+from orchestrator.schema import StageConfig, StudyConfig
+from orchestrator.study.catalogue import Ablation, Resolved, resolve_all
+from orchestrator.train.loop import StageContext, steps_per_epoch, train_stage
+from orchestrator.train.store import Stage, StageResult, UpstreamError, check_finished, key_config
+
+
+def data_key(index: SiddIndex) -> str:
+    """The training data's identity: pair names and sizes, file sizes, and the validation blocks."""
+    items = [(p.key, p.height, p.width, Path(p.noisy_path).stat().st_size) for p in index.pairs]
+    if index.validation is not None:
+        items.append(
+            ("validation", *index.validation.shape, Path(index.validation.noisy_path).stat().st_size)
+        )
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()
+
+
+def stage_key(cfg: StageConfig, upstream_keys: Mapping[str, str], data: str) -> str:
+    blob = {"config": key_config(cfg), "upstream": dict(sorted(upstream_keys.items())), "data": data}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class PlannedAblation:
+    entry: Ablation
+    stages: list[Stage]
+
+
+def plan(
+    study: StudyConfig,
+    index: SiddIndex,
+    *,
+    store: Path,
+    resolved: Mapping[str, Resolved] | None = None,
+    label: str = "",
+) -> list[PlannedAblation]:
+    """Key every selected ablation's stages (``resolved`` by the job, or resolved here) and check
+    the files a plan relies on instead of training: pretrained stages and, with ``stages`` set,
+    the finished upstream stages the listed ones need. ``label``: a sweep variant's, which its
+    stages' ablation names carry (``lgbpn[lr=0.001]``)."""
+    resolved = resolve_all(study) if resolved is None else resolved
+    dkey = data_key(index)
+    sizes = [(p.height, p.width) for p in index.pairs]
+    out = []
+    for name, (entry, configs) in resolved.items():
+        done: dict[str, Stage] = {}
+        for cfg in configs:
+            up = {u: done[u] for u in cfg.upstream}
+            key = stage_key(cfg, {u: s.key for u, s in up.items()}, dkey)
+            path, pretrained = store / f"{cfg.name}-{key[:16]}", False
+            pre = study.pretrained.get(name, {}).get(cfg.name)
+            if pre:
+                if Path(pre).name != "model.pt":
+                    raise ConfigError(f"pretrained.{name}.{cfg.name}", f"{pre} must be a stage's model.pt")
+                path, pretrained = Path(pre).expanduser().parent, True
+            spe = steps_per_epoch(cfg.train, sizes)
+            who = f"{name}[{label}]" if label else name
+            done[cfg.name] = Stage(who, cfg, key, path, up, spe, pretrained)
+        out.append(PlannedAblation(entry, list(done.values())))
+    _check_before_training(study, out)
+    return out
+
+
+def selected_stage(study: StudyConfig, stage: Stage) -> bool:
+    """Whether ``study.stages`` (empty: all) asks for ``stage`` to be trained."""
+    return not study.stages or stage.config.name in study.stages
+
+
+def _check_before_training(study: StudyConfig, plans: list[PlannedAblation]) -> None:
+    for pa in plans:
+        needed = {u for s in pa.stages if selected_stage(study, s) for u in s.config.upstream}
+        for s in pa.stages:
+            if not s.pretrained and (selected_stage(study, s) or s.config.name not in needed):
+                continue
+            if not s.pretrained and not s.model_file.is_file():
+                raise UpstreamError(
+                    f"{s.label}: not in stages={list(study.stages)} and not trained yet "
+                    f"({s.model_file} does not exist); train it or set pretrained.{s.label}"
+                )
+            check_finished(s, who=f"pretrained.{s.label}" if s.pretrained else s.label)
+
+
+@dataclass
+class LocalData:
+    """Training images and validation blocks, loaded once for every stage of a run."""
+
+    images: list[np.ndarray]
+    names: list[str]
+    validation: tuple[np.ndarray, np.ndarray] | None
+
+
+def run_local(
+    study: StudyConfig,
+    plans: list[PlannedAblation],
+    data: LocalData,
+    *,
+    progress: bool = True,
+    on_step: Callable[[str, int, dict], None] | None = None,
+) -> dict[str, dict[str, StageResult]]:
+    """Train every planned stage in order in this process (no Ray); stages already finished in the
+    store are reused. Returns ``{ablation: {stage: result}}``."""
+    results: dict[str, dict[str, StageResult]] = {}
+    for pa in plans:
+        results[pa.entry.name] = {}
+        for s in pa.stages:
+            if not selected_stage(study, s) and not s.pretrained:
+                if not s.model_file.is_file():
+                    continue  # downstream of the listed stages: not asked for
+                res = StageResult.finished(s)
+            else:
+                if progress:
+                    print(f"== {s.label} ({s.key[:16]})", file=sys.stderr, flush=True)
+                hook = (lambda step, rec, _n=s.label: on_step(_n, step, rec)) if on_step else None
+                ctx = StageContext(
+                    data.images, data.names, data.validation, study.eval, progress=progress, on_step=hook
+                )
+                res = train_stage(s, ctx)
+            results[pa.entry.name][s.config.name] = res
+    return results

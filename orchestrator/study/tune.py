@@ -1,0 +1,382 @@
+"""Ray Tune: every stage a trial, released when its upstream stages are done.
+
+One Tune experiment runs a whole study. Its search algorithm, :class:`StageGraphSearcher`, is the
+stage graph: it hands Tune a stage only once every stage it depends on has finished, so a trial
+never holds a GPU while it waits, and independent stages (SSID's BNN, each LG-BPN variant) run
+side by side as far as the cluster's resources allow. Stages on the longest remaining chain go
+first, which keeps the makespan close to the critical path.
+
+A trial (:func:`stage_trainable`) trains its stage with :func:`orchestrator.train.loop.train_stage`
+and checkpoints in the stage's folder. Each checkpoint is also reported to Tune, so
+``FailureConfig`` retries (a lost node, a killed worker) resume from the newest one, whichever of
+the two copies is newer: resumption never depends on Tune's experiment snapshot alone. Metrics go
+to Tune every ``report_every`` steps and to the stage's MLflow run at each checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ray.tune import Callback
+from ray.tune.search import Searcher
+
+from orchestrator.schema import EvalConfig
+from orchestrator.train.store import Stage, checkpoint_name, checkpoint_step, latest_checkpoint
+
+__all__ = [
+    "TrialSettings",
+    "StageGraphSearcher",
+    "stage_trainable",
+    "run_trials",
+]
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What the trials of one Tune experiment share besides their stages' records.
+
+    Args:
+        eval: the final evaluation's size, samples and batch.
+        threads: torch threads of a trial whose stage does not set ``train.threads``.
+        tile_cache_bytes: patch-shard tiles a trial keeps in memory.
+        report_every: steps between two results reported to Tune.
+        shards: each stage key's patch-shard folder.
+        run_ids: each stage key's MLflow run (none: not tracked).
+        tracking_uri, tracking_wait_s: the MLflow store, and how long a finished stage waits for it.
+    """
+
+    eval: EvalConfig
+    threads: int
+    tile_cache_bytes: int
+    report_every: int
+    shards: Mapping[str, str]
+    run_ids: Mapping[str, str]
+    tracking_uri: str = ""
+    tracking_wait_s: float = 600.0
+
+
+# ------------------------------------------------------------------------------------ the graph
+
+
+class StageGraphSearcher(Searcher):
+    """A Tune search algorithm that releases stages in dependency order.
+
+    Args:
+        deps: for each stage key to run, the keys (among those to run) it waits for.
+        priority: higher first among ready stages (the length of the chain a stage heads).
+    """
+
+    def __init__(self, deps: Mapping[str, set[str]], priority: Mapping[str, float]):
+        super().__init__()
+        self.deps = {k: set(v) for k, v in deps.items()}
+        self.pending = sorted(self.deps, key=lambda k: -priority.get(k, 0.0))
+        self.running: dict[str, str] = {}
+        self.done: set[str] = set()
+        self.stopped: set[str] = set()  # errored, or stopped early by a scheduler
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def save(self, checkpoint_path: str) -> None:
+        state = {k: getattr(self, k) for k in ("deps", "pending", "running", "done", "stopped")}
+        Path(checkpoint_path).write_bytes(json.dumps({k: _jsonable(v) for k, v in state.items()}).encode())
+
+    def restore(self, checkpoint_path: str) -> None:
+        state = json.loads(Path(checkpoint_path).read_text())
+        self.deps = {k: set(v) for k, v in state["deps"].items()}
+        self.pending, self.running = state["pending"], state["running"]
+        self.done, self.stopped = set(state["done"]), set(state["stopped"])
+
+    def suggest(self, trial_id: str):
+        for key in self.pending:
+            if self.deps[key] <= self.done:
+                self.pending.remove(key)
+                self.running[trial_id] = key
+                return {"key": key}
+        if self.running:
+            return None  # wait: a running stage may release others
+        return self.FINISHED  # what is left waits on stages that did not finish
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        key = self.running.pop(trial_id, None)
+        if key is None:
+            return
+        if not error and result and result.get("stage_done"):
+            self.done.add(key)
+        else:
+            self.stopped.add(key)
+
+
+def _jsonable(v):
+    if isinstance(v, set):
+        return sorted(v)
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    return v
+
+
+def chain_lengths(deps: Mapping[str, set[str]], cost: Mapping[str, float]) -> dict[str, float]:
+    """For each stage, the cost of the longest chain starting at it (itself included)."""
+    children: dict[str, list[str]] = {k: [] for k in deps}
+    for k, ups in deps.items():
+        for u in ups:
+            children[u].append(k)
+    memo: dict[str, float] = {}
+
+    def length(k: str) -> float:
+        if k not in memo:
+            memo[k] = cost.get(k, 1.0) + max((length(c) for c in children[k]), default=0.0)
+        return memo[k]
+
+    return {k: length(k) for k in deps}
+
+
+# ---------------------------------------------------------------------------------- the trial
+
+
+def _adopt_tune_checkpoint(ckpt_dir: Path) -> None:
+    """Copy Tune's restored checkpoint into the stage folder when it is newer than what is there
+    (a retry on another node whose disk does not hold the stage folder's checkpoints)."""
+    from ray import tune
+
+    ck = tune.get_checkpoint()
+    if ck is None:
+        return
+    latest = latest_checkpoint(ckpt_dir)
+    have = checkpoint_step(latest) if latest else -1
+    with ck.as_directory() as d:
+        for f in Path(d).glob("step_*.pt"):
+            if checkpoint_step(f) > have:
+                ckpt_dir.mkdir(parents=True, exist_ok=True)
+                tmp = ckpt_dir / (f.name + ".tmp")
+                shutil.copyfile(f, tmp)
+                os.replace(tmp, ckpt_dir / f.name)
+
+
+def stage_trainable(
+    config: dict, *, stages: Mapping[str, Stage], settings: TrialSettings, validation
+) -> None:
+    """The Tune function trainable of one stage (``config["key"]`` names it in ``stages``)."""
+    import torch
+    from ray import tune
+
+    from orchestrator.data.shards import TileSet
+    from orchestrator.tracking import TrialLog
+    from orchestrator.train.loop import StageContext, train_stage
+
+    stage = stages[config["key"]]
+    out, every, total = stage.path, max(1, settings.report_every), stage.total_steps
+    torch.set_num_threads(stage.config.train.threads or settings.threads)
+    run_id = settings.run_ids.get(stage.key, "")
+    log = TrialLog(
+        settings.tracking_uri, run_id, spool=out / ".mlflow-queue", wait_s=settings.tracking_wait_s
+    )
+    last: dict = {}
+
+    def on_step(step: int, record: dict) -> None:
+        log.add(record)
+        last.clear()
+        last.update(record)
+        checkpointing = step % stage.config.train.checkpoint_every == 0 and step < total
+        if not checkpointing and (step % every == 0 or any(k.startswith("val") for k in record)):
+            tune.report(dict(record))
+
+    def on_start(step: int) -> None:
+        log.start(step)
+        _note_start(out, step, total)
+
+    def on_checkpoint(step: int, path: Path) -> None:  # called right after on_step(step)
+        log.artifact(path, "checkpoints")  # also sends the buffered metrics
+        with tempfile.TemporaryDirectory() as d:
+            shutil.copyfile(path, Path(d) / checkpoint_name(step))
+            tune.report(dict(last), checkpoint=tune.Checkpoint.from_directory(d))
+
+    try:
+        _adopt_tune_checkpoint(out / "checkpoints")
+        tiles = TileSet(settings.shards[stage.key], cache_bytes=settings.tile_cache_bytes)
+        ctx = StageContext(
+            tiles,
+            tiles.names,
+            validation,
+            settings.eval,
+            shapes=tiles.shapes,
+            progress=False,
+            on_start=on_start,
+            on_step=on_step,
+            on_checkpoint=on_checkpoint,
+        )
+        result = train_stage(stage, ctx)
+        log.finish(result.steps, result.metrics, out)
+    except BaseException as exc:
+        log.fail(exc)
+        raise
+    final = {"step": result.steps, "loss": last.get("loss", float("nan")), **result.metrics}
+    tune.report(final | {"stage_done": 1, "reused": int(result.reused)})
+
+
+def _note_start(out: Path, step: int, total: int) -> None:
+    """Append where this attempt trains and the step it starts from (``attempts.jsonl``)."""
+    import ray
+
+    entry = {
+        "time": time.time(),
+        "node": ray.get_runtime_context().get_node_id(),
+        "pid": os.getpid(),
+        "from_step": step,
+        "total": total,
+    }
+    with (out / "attempts.jsonl").open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+# ------------------------------------------------------------------------------ resources, fit
+
+
+class _Progress(Callback):
+    """A Tune callback: a line per stage start, per result every ``every_s`` seconds, and per end;
+    it also records each trial's start and end time (used by the report and ``bench/``)."""
+
+    def __init__(self, labels: Mapping[str, str], totals: Mapping[str, int], every_s: float, quiet: bool):
+        super().__init__()
+        self.labels, self.totals, self.every_s, self.quiet = dict(labels), dict(totals), every_s, quiet
+        self.times: dict[str, list[float]] = {}
+        self._last: dict[str, float] = {}
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+    def _key(self, trial) -> str:
+        return trial.config.get("key", "")
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        key = self._key(trial)
+        self.times.setdefault(key, [time.time(), float("nan")])
+        self._say(f"[tune] started  {self.labels.get(key, key)} ({key[:12]})")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        key = self._key(trial)
+        now = time.monotonic()
+        if result.get("stage_done") or now - self._last.get(key, -1e9) < self.every_s:
+            return
+        self._last[key] = now
+        loss = result.get("loss", float("nan"))
+        where = f"step {result.get('step')}/{self.totals[key]}"
+        self._say(f"[tune] {self.labels.get(key, key)}: {where} loss {loss:.4g}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._end(trial, "finished")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._end(trial, "FAILED")
+
+    def _end(self, trial, what: str) -> None:
+        key = self._key(trial)
+        self.times.setdefault(key, [time.time(), float("nan")])[1] = time.time()
+        self._say(f"[tune] {what} {self.labels.get(key, key)}")
+
+
+@dataclass
+class TrialOutcome:
+    """What the Tune experiment did: finished keys, and the error (or stop reason) of the others."""
+
+    done: set[str]
+    errors: dict[str, str]
+    times: dict[str, list[float]]
+    experiment_path: str
+    wall_s: float
+
+
+def run_trials(
+    stages: Mapping[str, Stage],
+    deps: Mapping[str, set[str]],
+    *,
+    settings: TrialSettings,
+    resources: Mapping[str, float],
+    storage: str,
+    name: str,
+    max_failures: int,
+    max_concurrent: int = 0,
+    keep_checkpoints: int = 2,
+    scheduler=None,
+    metric: str | None = None,
+    mode: str | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    quiet: bool = False,
+) -> TrialOutcome:
+    """Run ``stages`` (by key) as one Tune experiment under ``storage/name``; returns when all are
+    done, failed, or unreachable because an upstream stage failed."""
+    from ray import tune
+
+    # Tune's own console output repeats what the progress lines say; keep the job's log readable.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if scheduler is not None:  # a result without the scheduler's metric (e.g. val64_psnr) is fine
+        os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    totals = {k: s.total_steps for k, s in stages.items()}
+    searcher = StageGraphSearcher(deps, chain_lengths(deps, {k: float(n) for k, n in totals.items()}))
+    progress = _Progress({k: s.label for k, s in stages.items()}, totals, every_s=10.0, quiet=quiet)
+    trainable = tune.with_resources(
+        tune.with_parameters(stage_trainable, stages=dict(stages), settings=settings, validation=validation),
+        tune.PlacementGroupFactory([dict(resources)]),
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=len(stages),
+            max_concurrent_trials=max_concurrent or None,
+            scheduler=scheduler,
+            metric=metric,
+            mode=mode,
+            reuse_actors=True,
+            trial_name_creator=lambda t: stages[t.config["key"]].label,
+            trial_dirname_creator=lambda t: f"{stages[t.config['key']].label}-{t.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            verbose=0,
+            callbacks=[progress],
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=max(1, keep_checkpoints)),
+        ),
+    )
+    t0 = time.perf_counter()
+    grid = tuner.fit()
+    wall = time.perf_counter() - t0
+    done, errors = _results(grid, stages, deps)
+    return TrialOutcome(done, errors, progress.times, str(Path(storage) / name), wall)
+
+
+def _results(grid, stages: Mapping[str, Stage], deps: Mapping[str, set[str]]) -> tuple[set[str], dict]:
+    """The keys that finished, and why each other stage did not."""
+    done, errors = set(), {}
+    for res in grid:
+        key = res.config.get("key") if res.config else None
+        if key is None:
+            continue
+        if res.error is None and (res.metrics or {}).get("stage_done"):
+            done.add(key)
+        else:
+            errors[key] = _short_error(res.error) if res.error else "stopped early by the scheduler"
+    for key in stages:
+        if key not in done and key not in errors:
+            ups = [stages[u].label for u in deps[key] if u not in done]
+            errors[key] = f"not run: upstream {ups} did not finish"
+    return done, errors
+
+
+def _short_error(exc: BaseException) -> str:
+    """The root cause of a trial's error, one line."""
+    text = str(exc).strip().splitlines()
+    last = [line for line in text if line.strip()][-1:] or [type(exc).__name__]
+    return last[0].strip()[:500]

@@ -1,0 +1,264 @@
+"""One training stage: a model built from config, a loss against named targets, frozen upstream
+stages, a deterministic crop stream, an optimizer and schedule, evaluation and checkpoints.
+
+SSID is three stages (``bnn`` -> ``lan`` -> ``unet``); LG-BPN and AP-BSN are one (``bsn``). A
+stage's ``targets`` say what its loss compares the output with: ``noisy`` (the input itself) or the
+inference output of an upstream stage, by name. The loop is plain PyTorch; Ray and MLflow call it
+through the hooks of :class:`StageContext`.
+
+Determinism: the model is initialised from ``torch.manual_seed(train.seed)``, batch k is a function
+of (seed, k) only, evaluation forks the RNG, and a checkpoint holds the model, optimizer, scheduler
+and RNG states. Resuming from any checkpoint therefore continues exactly as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.losses import create_loss
+from models.precision import autocast
+from models.runtime import reuse_freed_memory
+from orchestrator.config import ConfigError, to_yaml
+from orchestrator.data.crops import CropSampler, tiles_per_image
+from orchestrator.progress import Progress
+from orchestrator.schema import NOISY, EvalConfig, TrainConfig
+from orchestrator.train.evaluation import device_for, evaluate, infer, to_tensor, write_per_block
+from orchestrator.train.store import (
+    Stage,
+    StageResult,
+    build_model,
+    checkpoint_name,
+    load_upstream,
+    resume,
+    save_checkpoint,
+    save_model,
+    writing,
+)
+
+
+@dataclass
+class StageContext:
+    """What a stage trains and is evaluated on, and what watches it (the stage is its record).
+
+    Args:
+        images: the noisy training images (or tiles read on demand), uint8 (H, W, 3).
+        names: one per image, for errors.
+        validation: (noisy, clean) blocks, uint8 (N, H, W, 3), or None.
+        eval: the final evaluation's size, samples and batch.
+        shapes: (H, W) of each image when reading one is costly.
+        device: '' for CUDA when there is one, else the CPU.
+        on_start: called with the step training starts (or resumes) from.
+        on_step: called with the step and its record (``step``, ``loss``, ``lr``, ``val*``...).
+        on_checkpoint: called with the step and the checkpoint file, right after ``on_step``.
+    """
+
+    images: Sequence[np.ndarray]
+    names: list[str]
+    validation: tuple[np.ndarray, np.ndarray] | None
+    eval: EvalConfig = EvalConfig()
+    shapes: list[tuple[int, int]] | None = None
+    device: str = ""
+    progress: bool = True
+    on_start: Callable[[int], None] | None = None
+    on_step: Callable[[int, dict], None] | None = None
+    on_checkpoint: Callable[[int, Path], None] | None = None
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int, steps_per_epoch: int):
+    o = cfg.optim
+    if o.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    if o.schedule == "step":
+        every = o.decay_every or o.decay_epochs * steps_per_epoch
+        if every <= 0:
+            raise ConfigError("train.optim", "schedule 'step' needs decay_every or decay_epochs > 0")
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=every, gamma=o.gamma)
+    return None
+
+
+def steps_per_epoch(cfg: TrainConfig, sizes: list[tuple[int, int]]) -> int:
+    """Steps in one epoch: ``cfg.steps_per_epoch`` if set, else the data's tiles over the batch."""
+    if cfg.steps_per_epoch > 0:
+        return cfg.steps_per_epoch
+    tiles = sum(tiles_per_image(h, w, tile=cfg.epoch_tile, stride=cfg.epoch_stride) for h, w in sizes)
+    return max(1, math.ceil(tiles / cfg.batch))
+
+
+def _layout(t: TrainConfig) -> torch.memory_format:
+    return torch.channels_last if t.channels_last else torch.contiguous_format
+
+
+def train_stage(stage: Stage, ctx: StageContext) -> StageResult:
+    """Train ``stage`` (or resume it from its latest checkpoint, or return it if finished)."""
+    if stage.pretrained or stage.model_file.is_file():
+        return StageResult.finished(stage)
+    cfg, out, t = stage.config, stage.path, stage.config.train
+    upstream = load_upstream(stage)
+    if t.threads > 0:
+        torch.set_num_threads(t.threads)
+    if t.reuse_memory and not reuse_freed_memory():
+        print(f"[{cfg.name}] train.reuse_memory: not a glibc C library, left as it is", flush=True)
+    ckpt_dir = out / "checkpoints"
+    with writing(cfg.name, out / "config.yaml", ckpt_dir):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(to_yaml(cfg))
+    device = device_for(ctx.device)
+    model = build_model(cfg.model, seed=t.seed).to(device, memory_format=_layout(t))
+    opt = torch.optim.Adam(model.parameters(), lr=t.optim.lr, betas=t.optim.betas)
+    sched = make_scheduler(opt, t, stage.total_steps, stage.steps_per_epoch)
+    for net in upstream.values():
+        net.to(device, memory_format=_layout(t))
+    step = resume(ckpt_dir, stage.key, model, opt, sched)
+    if ctx.on_start is not None:
+        ctx.on_start(step)
+    started = time.perf_counter()
+    step = _Fit(stage, ctx, model, opt, sched, upstream).run(step)
+    metrics = _final_evaluation(stage, ctx, model)
+    train_s = time.perf_counter() - started  # this run's training and evaluation
+    with writing(cfg.name, stage.model_file, ckpt_dir):
+        save_model(stage, model, {"step": step, "train_s": train_s, "metrics": metrics})
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return StageResult(cfg.name, stage.key, stage.model_file, metrics, step, train_s=train_s)
+
+
+def _final_evaluation(stage: Stage, ctx: StageContext, model: nn.Module) -> dict[str, float]:
+    """The finished model on the validation blocks (``eval.blocks``), with sample images and the
+    per-block numbers written to the stage folder."""
+    if ctx.validation is None:
+        return {}
+    e = ctx.eval
+    with writing(stage.config.name, stage.path / "samples", stage.path / "checkpoints"):
+        result = evaluate(
+            model,
+            *ctx.validation,
+            blocks=e.blocks,
+            seed=stage.config.train.seed,
+            batch=e.batch,
+            samples=e.samples,
+            sample_dir=stage.path / "samples",
+        )
+        write_per_block(stage.path / "per_block.csv", result.per_block)
+    return result.metrics
+
+
+class _Fit:
+    """The training loop of one stage from a given step to its end."""
+
+    def __init__(self, stage: Stage, ctx: StageContext, model: nn.Module, opt, sched, upstream: dict):
+        self.stage, self.ctx, self.model, self.opt, self.sched = stage, ctx, model, opt, sched
+        self.upstream = upstream
+        t = stage.config.train
+        self.loss_fn = create_loss(stage.config.loss, **stage.config.loss_kwargs)
+        self.sampler = CropSampler(
+            ctx.images,
+            names=ctx.names,
+            patch=t.patch,
+            batch=t.batch,
+            seed=t.seed,
+            augment=t.augment,
+            shapes=ctx.shapes,
+        )
+        self.device, self.layout = device_for(ctx.device), _layout(t)
+        self.ckpt_dir, self.history_path = stage.path / "checkpoints", stage.path / "history.jsonl"
+
+    def _writing(self, path: Path):
+        return writing(self.stage.config.name, path, self.ckpt_dir)
+
+    def loss(self, step: int) -> torch.Tensor:
+        """The loss of batch ``step`` (forward passes only)."""
+        t, cfg = self.stage.config.train, self.stage.config
+        x = to_tensor(self.sampler.batch(step)).to(self.device, memory_format=self.layout)
+        with torch.no_grad(), autocast(t.precision, self.device):
+            targets = [x if name == NOISY else infer(self.upstream[name], x) for name in cfg.targets]
+        with autocast(t.precision, self.device):
+            out = self.model(x)
+        loss = self.loss_fn(out.float(), *(y.float() for y in targets))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{cfg.name}: loss is {loss.item()} at step {step}; last checkpoint kept"
+            )
+        return loss
+
+    def step(self, step: int) -> dict:
+        """One optimizer step from ``step``; the record of step + 1, with validation when due."""
+        t, total = self.stage.config.train, self.stage.total_steps
+        loss = self.loss(step)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
+        step += 1
+        record = {"step": step, "loss": loss.item(), "lr": self.opt.param_groups[0]["lr"]}
+        val = self.ctx.validation
+        if val is not None and t.eval_every > 0 and step % t.eval_every == 0 and step < total:
+            ev = evaluate(self.model, *val, blocks=t.eval_blocks, batch=self.ctx.eval.batch, seed=t.seed)
+            record |= ev.metrics
+        return record
+
+    def checkpoint(self, step: int, history) -> Path | None:
+        t = self.stage.config.train
+        if step % t.checkpoint_every or step >= self.stage.total_steps:
+            return None
+        with self._writing(self.history_path):
+            history.flush()
+        with self._writing(self.ckpt_dir / checkpoint_name(step)):
+            return save_checkpoint(
+                self.ckpt_dir, self.stage.key, step, self.model, self.opt, self.sched, t.keep_checkpoints
+            )
+
+    def run(self, step: int) -> int:
+        """Train from ``step`` to the end; returns the last step."""
+        ctx, name, total = self.ctx, self.stage.config.name, self.stage.total_steps
+        bar = Progress(f"{name} {self.stage.key[:8]}", total) if ctx.progress else None
+        if bar and step:
+            bar.done = step
+            print(f"[{name}] resuming at step {step} of {total}", flush=True)
+        self.model.train()
+        with self._writing(self.history_path):
+            history = _open_history(self.history_path, step)
+        try:
+            while step < total:
+                record = self.step(step)
+                step = record["step"]
+                with self._writing(self.history_path):
+                    history.write(json.dumps(record) + "\n")
+                path = self.checkpoint(step, history)
+                if bar:
+                    bar.update(note=f"loss {record['loss']:.4g}")
+                if ctx.on_step is not None:
+                    ctx.on_step(step, record)
+                if path is not None and ctx.on_checkpoint is not None:
+                    ctx.on_checkpoint(step, path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # what is buffered goes out if it can; the error stays first
+                history.close()
+            raise
+        with self._writing(self.history_path):
+            history.close()
+        return step
+
+
+def _open_history(path: Path, step: int):
+    """The history file for appending, cut back to the records up to ``step`` (a resumed run
+    repeats the steps after its checkpoint)."""
+    if path.is_file():
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):  # a line cut short by a full disk, or blank
+                continue
+        path.write_text("".join(line + "\n" for line in kept))
+    return path.open("a")
