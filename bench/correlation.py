@@ -98,13 +98,14 @@ def ray_throughput(noisy: Path, clean: Path, pairs: int, radius: int) -> list[tu
     the dataset's start-up (planning, first scheduling), paid once per run whatever its size.
     """
     from orchestrator.cluster import connect
-    from orchestrator.correlation.job import compute_rows, pair_row
+    from orchestrator.correlation.job import compute_rows
+    from orchestrator.correlation.pairs import sidd_row
     from orchestrator.data.sidd import index_sidd
     from orchestrator.schema import CorrelationConfig, RayConfig
 
     results = []
     with tempfile.TemporaryDirectory() as tmp, connect(RayConfig(num_cpus=2)) as resources:
-        rows = [pair_row(p) for p in index_sidd(sidd_tree(Path(tmp) / "sidd", noisy, clean, pairs)).pairs]
+        rows = [sidd_row(p) for p in index_sidd(sidd_tree(Path(tmp) / "sidd", noisy, clean, pairs)).pairs]
         # Warm-up: start both worker processes (imports, FFT buffers) before anything is timed.
         list(compute_rows(rows[:2], CorrelationConfig(radius=radius, workers=2), resources))
         for workers in (1, 2):

@@ -30,12 +30,13 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.cli import add_config_arguments, flag_overrides, resolve_config
+from orchestrator.cli import add_config_arguments, add_data_arguments, flag_overrides, resolve_config
 from orchestrator.errors import JOB_ERRORS, fail
 from orchestrator.schema import EvaluateConfig
 
 _FLAGS = {
     "data": "data.root",
+    "eval_data": "data.eval",
     "out": "out",
     "blocks": "blocks",
     "benchmark": "benchmark",
@@ -57,7 +58,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--experiment", help="the study of --ablation (default: any)")
     ap.add_argument("--original", default="", metavar="CLASS", help="the original class of a raw state dict")
     ap.add_argument("--original-kwargs", default="{}", metavar="JSON", help="its constructor arguments")
-    ap.add_argument("--data", metavar="DIR", help="SIDD root (default: the synthetic tree)")
+    add_data_arguments(ap, train=False)
     ap.add_argument("--out", help="output folder (default: evaluation)")
     ap.add_argument("--blocks", type=int, help="only the first N blocks (default 0: all)")
     ap.add_argument("--benchmark", action="store_true", default=None, help="also write OUT/SubmitSrgb.mat")
@@ -112,58 +113,77 @@ def main(argv: list[str] | None = None) -> int:
             original_kwargs=args.original_kwargs,
         )
         print(f"denoiser: {den.description}", flush=True)
-        result, submission, workers = _evaluate(cfg, den, source)
+        results, submission, workers = _evaluate(cfg, den, source)
     except JOB_ERRORS as exc:
         return fail(exc)
-    m = {k.removeprefix(f"{result.prefix}_"): v for k, v in result.metrics.items()}
-    print(
-        f"{int(m['blocks'])} blocks: PSNR {m['psnr']:.3f} dB, SSIM {m['ssim']:.4f}, "
-        f"SSIM-uniform7 {m['ssim_uniform7']:.4f} ({result.seconds:.1f} s, {workers} worker(s))"
-    )
+    for name, result in results.items():
+        m = {k.removeprefix(f"{result.prefix}_"): v for k, v in result.metrics.items()}
+        print(
+            f"{name}: {int(m['blocks'])} blocks: PSNR {m['psnr']:.3f} dB, SSIM {m['ssim']:.4f}, "
+            f"SSIM-uniform7 {m['ssim_uniform7']:.4f} ({result.seconds:.1f} s, {workers} worker(s))"
+        )
     if submission:
         print(f"benchmark submission: {submission}")
     if cfg.tracking.enabled:
-        _log(cfg, args, source, den, result, submission)
+        _log(cfg, args, source, den, results, submission)
     return 0
 
 
 def _evaluate(cfg: EvaluateConfig, den, source: str):
-    """Score the validation blocks (and write the submission); returns (result, submission, workers)."""
+    """Score every evaluation source (and write the submission); returns (results, submission,
+    workers), ``results`` one :class:`EvalResult` per source."""
     from orchestrator.cluster import connect
-    from orchestrator.data.dataset import resolve as resolve_data
-    from orchestrator.data.files import DatasetError, load_blocks
-    from orchestrator.data.sidd import BENCHMARK_NOISY, load_validation
-    from orchestrator.tools.evaluate import evaluate_blocks, run_blocks, write_submission
+    from orchestrator.config import ConfigError
+    from orchestrator.data.sources import index_data
+    from orchestrator.tools.evaluate import evaluate_blocks
     from orchestrator.train.evaluation import write_per_block
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    index = resolve_data(cfg.data)
-    noisy, clean = load_validation(index)
-    submission = None
+    evals = index_data(cfg.data, train=False).evals
+    if not evals:
+        raise ConfigError("data.eval", "no evaluation source: give one with --eval-data SOURCE:PATH")
+    results, submission = {}, None
     with connect(cfg.ray) as resources:
         gpus = cfg.gpus_per_worker if cfg.gpus_per_worker is not None else float(resources.get("GPU", 0) > 0)
         slots = resources.get("GPU", 0) / gpus if gpus > 0 else resources.get("CPU", 1)
         workers = cfg.workers or max(1, int(slots))
         opts = {"batch": cfg.batch, "workers": workers, "gpus_per_worker": gpus, "seed": cfg.seed}
-        result = evaluate_blocks(den.model, noisy, clean, blocks=cfg.blocks, **opts)
+        for e in evals:
+            results[e.name] = evaluate_blocks(
+                den.model, e.noisy, e.clean, blocks=cfg.blocks, prefix=e.prefix, **opts
+            )
+            name = "per_block.csv" if e.prefix == "val" else f"per_block_{e.name}.csv"
+            write_per_block(out / name, results[e.name].per_block)
         if cfg.benchmark:
-            if index.benchmark is None:
-                raise DatasetError([(Path(index.root) / BENCHMARK_NOISY, "benchmark blocks not present")])
-            bench = load_blocks(index.benchmark.noisy_path, BENCHMARK_NOISY.stem)
-            flat = bench.reshape(-1, *bench.shape[2:])
-            t0 = time.perf_counter()
-            rows = sorted(run_blocks(den.model, flat, None, **opts), key=lambda r: int(r["index"][0]))
-            per_mp = (time.perf_counter() - t0) / (flat.shape[0] * flat.shape[1] * flat.shape[2] / 1e6)
-            denoised = np.concatenate([r["denoised"] for r in rows]).reshape(bench.shape)
-            optional = {"MethodName": cfg.method_name or den.description, "Source": source}
-            submission = write_submission(out / "SubmitSrgb.mat", denoised, per_mp, optional)
-    write_per_block(out / "per_block.csv", result.per_block)
-    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1))
-    return result, submission, workers
+            submission = _benchmark(cfg, den, source, out, opts)
+    metrics = {k: v for r in results.values() for k, v in r.metrics.items()}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return results, submission, workers
 
 
-def _log(cfg: EvaluateConfig, args, source, den, result, submission) -> None:
+def _benchmark(cfg: EvaluateConfig, den, source: str, out: Path, opts: dict) -> Path:
+    """SIDD's benchmark blocks (at ``--data``) denoised into ``SubmitSrgb.mat``."""
+    from orchestrator.data.blocks import write_submission
+    from orchestrator.data.dataset import resolve as resolve_sidd
+    from orchestrator.data.files import DatasetError, load_blocks
+    from orchestrator.data.sidd import BENCHMARK_NOISY
+    from orchestrator.tools.evaluate import run_blocks
+
+    index = resolve_sidd(cfg.data)
+    if index.benchmark is None:
+        raise DatasetError([(Path(index.root) / BENCHMARK_NOISY, "benchmark blocks not present")])
+    bench = load_blocks(index.benchmark.noisy_path, BENCHMARK_NOISY.stem)
+    flat = bench.reshape(-1, *bench.shape[2:])
+    t0 = time.perf_counter()
+    rows = sorted(run_blocks(den.model, flat, None, **opts), key=lambda r: int(r["index"][0]))
+    per_mp = (time.perf_counter() - t0) / (flat.shape[0] * flat.shape[1] * flat.shape[2] / 1e6)
+    denoised = np.concatenate([r["denoised"] for r in rows]).reshape(bench.shape)
+    optional = {"MethodName": cfg.method_name or den.description, "Source": source}
+    return write_submission(out / "SubmitSrgb.mat", denoised, per_mp, optional)
+
+
+def _log(cfg: EvaluateConfig, args, source, den, results, submission) -> None:
     from orchestrator.tracking import Tracker
 
     out = Path(cfg.out)
@@ -173,9 +193,11 @@ def _log(cfg: EvaluateConfig, args, source, den, result, submission) -> None:
         tags["denoise.evaluated_run"] = source[len("runs:/") :].split("/")[0]
     with tracker.run(f"eval {args.ablation or Path(source).name}", tags=tags) as run_id:
         params = {"source": source, "model": den.description, "data": cfg.data.root or "synthetic"}
-        tracker.log_params(run_id, params | {"blocks": len(result.per_block), "seed": cfg.seed})
-        tracker.log_metrics(run_id, result.metrics)
-        tracker.log_artifacts(run_id, out / "per_block.csv")
+        params |= {"eval_data": ",".join(cfg.data.eval) or "sidd", "seed": cfg.seed}
+        tracker.log_params(run_id, params | {f"blocks.{n}": len(r.per_block) for n, r in results.items()})
+        tracker.log_metrics(run_id, {k: v for r in results.values() for k, v in r.metrics.items()})
+        for f in sorted(out.glob("per_block*.csv")):
+            tracker.log_artifacts(run_id, f)
         tracker.log_artifacts(run_id, out / "metrics.json")
         if submission:
             tracker.log_artifacts(run_id, submission)

@@ -37,7 +37,7 @@ def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]
     return [
         f"{key}={json.dumps(getattr(args, name))}"
         for name, key in flags.items()
-        if getattr(args, name) is not None
+        if getattr(args, name, None) is not None
     ]
 
 
@@ -58,14 +58,36 @@ def resolve_config(cls: type[T], args: argparse.Namespace, flags: Iterable[str] 
 
 
 # Shorthand options and the config keys they set, for jobs that read a dataset and log to MLflow.
-RUN_FLAGS = {"data": "data.root", "out": "out", "tracking_uri": "tracking.uri"}
+DATA_FLAGS = {"data": "data.root", "train_data": "data.train", "eval_data": "data.eval"}
+RUN_FLAGS = DATA_FLAGS | {"out": "out", "tracking_uri": "tracking.uri"}
 # ... and for the jobs that run a study as Tune trials.
 STUDY_FLAGS = RUN_FLAGS | {"storage": "trial.storage"}
 
 
+def add_data_arguments(ap: argparse.ArgumentParser, *, train: bool = True) -> None:
+    """``--data`` (the SIDD shorthand), ``--train-data`` and ``--eval-data`` (repeatable): the same
+    in every job that reads data (``docs/DATA.md``)."""
+    from orchestrator.data.sources import source_names
+
+    names = "|".join(source_names())
+    ap.add_argument("--data", metavar="DIR", help="SIDD root (default: synthetic SIDD-like data)")
+    if train:
+        ap.add_argument(
+            "--train-data",
+            metavar="SOURCE:PATH",
+            help=f"training source, SOURCE one of {names} (default: sidd)",
+        )
+    ap.add_argument(
+        "--eval-data",
+        metavar="[NAME=]SOURCE:PATH",
+        action="append",
+        help="evaluation source (repeatable; default: SIDD's validation blocks when training on SIDD)",
+    )
+
+
 def add_run_arguments(ap: argparse.ArgumentParser, *, out: str) -> None:
-    """``--data``, ``--out``, ``--tracking-uri``, ``--no-tracking``."""
-    ap.add_argument("--data", metavar="DIR", help="SIDD root (default: synthetic data)")
+    """The data options, ``--out``, ``--tracking-uri``, ``--no-tracking``."""
+    add_data_arguments(ap)
     ap.add_argument("--out", metavar="OUT", help=f"output folder (default: {out})")
     ap.add_argument("--tracking-uri", metavar="URI", help="MLflow URI (default sqlite:///<cwd>/mlflow.db)")
     ap.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")

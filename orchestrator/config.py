@@ -166,8 +166,8 @@ def _parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(key, f"override {text!r} is not of the form key.sub=value")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(key, f"cannot parse value {raw!r}: {exc}") from None
+    except yaml.YAMLError:  # not YAML (``*_real.png``): the text itself, checked as the field's type
+        value = raw.strip()
     return key, value
 
 

@@ -374,9 +374,8 @@ class TrialLog:
         if not self.tracker:
             return
         self.buffer.append({"step": step, **metrics})
-        for name in ("model.pt", "config.yaml", "metrics.json", "per_block.csv", "history.jsonl"):
+        for name in ("model.pt", "config.yaml", "history.jsonl"):
             self.pending.append((out / name, None))
-        self.pending.append((out / "samples", "samples"))
         deadline = time.monotonic() + self.wait_s
         while not (self.flush() and self._try(self.tracker.set_tags, self.run_id, {STAGE_DONE: "true"})):
             if time.monotonic() > deadline:

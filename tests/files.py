@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from models.registry import create_model
+from orchestrator.data.images import png_chunk
 from orchestrator.schema import ModelSpec, StageConfig
-from orchestrator.tools.images import png_chunk
 from orchestrator.train.store import FORMAT, key_config
 
 

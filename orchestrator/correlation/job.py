@@ -25,7 +25,6 @@ from orchestrator.cluster import prompt_dispatch, quiet_ray_data
 from orchestrator.correlation.outputs import PARTS, PER_IMAGE, SUM_FIELDS
 from orchestrator.correlation.stats import CorrelationSums, correlation_sums, noise_of
 from orchestrator.data.files import read_pair
-from orchestrator.data.sidd import PairRecord, SiddIndex
 from orchestrator.errors import RunFailure
 from orchestrator.schema import CorrelationConfig
 
@@ -36,26 +35,6 @@ JOB_FILE = "job.json"
 
 class JobStateError(RunFailure):
     """The output folder holds results that cannot be combined with this run."""
-
-
-def fingerprint(noisy_path: str, clean_path: str) -> str:
-    """Size and modification time of both files: a changed file is computed again on resume."""
-    parts = []
-    for p in (noisy_path, clean_path):
-        try:
-            st = os.stat(p)
-            parts.append(f"{st.st_size}:{st.st_mtime_ns}")
-        except OSError:
-            parts.append("missing")
-    return "|".join(parts)
-
-
-def pair_row(rec: PairRecord) -> dict:
-    """The input row of one pair: its metadata, paths and fingerprint."""
-    row = rec.as_row()
-    row["camera_name"] = rec.info.camera_name
-    row["fingerprint"] = fingerprint(rec.noisy_path, rec.clean_path)
-    return row
 
 
 def _side(radius: int) -> int:
@@ -192,8 +171,9 @@ def compute_rows(rows: list[dict], cfg: CorrelationConfig, resources: dict):
     yield from ds.iter_rows()
 
 
-def collect(index: SiddIndex, cfg: CorrelationConfig, out: Path, resources_fn) -> list[dict]:
-    """All result rows for ``index``'s pairs: reused from ``out`` where unchanged, else computed.
+def collect(pairs: list[dict], cfg: CorrelationConfig, out: Path, resources_fn) -> list[dict]:
+    """All result rows for the ``pairs`` (their input rows): reused from ``out`` where unchanged,
+    else computed.
 
     Args:
         resources_fn: a context manager factory yielding the cluster's resources (``connect``).
@@ -201,8 +181,7 @@ def collect(index: SiddIndex, cfg: CorrelationConfig, out: Path, resources_fn) -
     from orchestrator.progress import Progress
 
     _check_job_state(out, cfg)
-    pairs = index.pairs[: cfg.max_pairs] if cfg.max_pairs else index.pairs
-    wanted = [pair_row(p) for p in pairs]
+    wanted = pairs[: cfg.max_pairs] if cfg.max_pairs else pairs
     previous = {r["key"]: r for r in load_results(out)} if cfg.resume else {}
     reused = {
         w["key"]: previous[w["key"]]
@@ -257,16 +236,16 @@ def run_correlation(cfg: CorrelationConfig) -> dict:
     from models import masks
     from orchestrator.cluster import connect
     from orchestrator.correlation import outputs, report
-    from orchestrator.data import dataset
+    from orchestrator.correlation.pairs import source_pairs
 
     report.check_offsets(cfg.figures.offsets, cfg.radius)  # config errors before any work
     reference = report.load_reference(cfg.figures.reference, cfg.radius)
     t0 = time.perf_counter()
     out = Path(cfg.out).expanduser().resolve()
     print("[correlation] indexing the dataset", flush=True)
-    index = dataset.resolve(cfg.data, strict=cfg.strict)
-    print(index.summary(), flush=True)
-    rows = collect(index, cfg, out, lambda: connect(cfg.ray))
+    found = source_pairs(cfg)
+    print("\n".join(found.summaries), flush=True)
+    rows = collect(found.rows, cfg, out, lambda: connect(cfg.ray))
     outputs.write_per_image(out, rows, cfg)
     sums = [sums_from_row(r, radius=cfg.radius, statistic=cfg.statistic) for r in rows]
     ok = [s for r, s in zip(rows, sums, strict=True) if r["status"] == "ok"]
@@ -280,11 +259,11 @@ def run_correlation(cfg: CorrelationConfig) -> dict:
         pooled = pooled + s
     files = outputs.write_pooled(out, pooled)
     pooled_map = pooled.map()
-    label = "synthetic" if not cfg.data.root else Path(index.root).name
+    label = found.label if len(found.label) <= 40 else found.label[:37] + "..."
     findings = report.write_report(
         rows, sums, pooled_map, cfg.figures, out / "figures", label=label, reference=reference
     )
-    outputs.write_findings(out, findings, index.problems)
+    outputs.write_findings(out, findings, found.problems)
     blind = masks.from_correlation(pooled_map, threshold=cfg.mask_threshold)
     masks.save(
         out / "mask.npz",
@@ -295,7 +274,7 @@ def run_correlation(cfg: CorrelationConfig) -> dict:
         images=len(ok),
     )
     seconds = time.perf_counter() - t0
-    summary = outputs.summary(cfg, index, rows, status_counts, pooled_map, blind, findings, seconds)
+    summary = outputs.summary(cfg, found, rows, status_counts, pooled_map, blind, findings, seconds)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     outputs.print_summary(summary, out)
     if cfg.tracking.enabled:

@@ -80,7 +80,7 @@ def write_findings(out: Path, findings: dict, problems: tuple) -> None:
             table.writerows(problems)
 
 
-def summary(cfg, index, rows, status_counts, pooled_map, blind, findings, seconds) -> dict:
+def summary(cfg, found, rows, status_counts, pooled_map, blind, findings, seconds) -> dict:
     from orchestrator.correlation.stats import PROFILE_DISTANCES, radial_profile
 
     r = cfg.radius
@@ -89,13 +89,13 @@ def summary(cfg, index, rows, status_counts, pooled_map, blind, findings, second
         {"key": x["key"], "status": x["status"], "reason": x["reason"]} for x in rows if x["status"] != "ok"
     ]
     return {
-        "dataset": index.root,
+        "dataset": found.label,
         "statistic": cfg.statistic,
         "radius": r,
         "pairs": len(rows),
         "status": status_counts,
         "failed": failed,
-        "skipped_files": len(index.problems),
+        "skipped_files": len(found.problems),
         "profile": {str(d): v for d, v in radial_profile(pooled_map, dists).items()},
         "mask_taps": int(blind.sum()),
         "mask_threshold": cfg.mask_threshold,

@@ -13,8 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from orchestrator.data.files import read_png
-from orchestrator.data.sidd import PairRecord
+from orchestrator.data.sources import TrainItem, read_item
 from orchestrator.progress import Progress
 
 Augment = Literal["hflip", "vflip", "transpose", "rot90"]
@@ -99,12 +98,14 @@ class CropSampler:
         return out
 
 
-def load_noisy(pairs: Sequence[PairRecord], *, progress: bool = True) -> tuple[list[np.ndarray], list[str]]:
-    """Decode the noisy image of every pair (the clean ones are never used in training)."""
-    bar = Progress("load training images", len(pairs)) if progress else None
-    images = []
-    for p in pairs:
-        images.append(read_png(p.noisy_path))
+def load_images(items: Sequence[TrainItem], *, progress: bool = True) -> tuple[list[np.ndarray], list[str]]:
+    """Decode every image of the training items (a source's noisy images; nothing else is read)."""
+    bar = Progress("load training images", len(items)) if progress else None
+    images, names = [], []
+    for item in items:
+        found = read_item(item)
+        images += found
+        names += [item.key] if len(found) == 1 else [f"{item.key}#{j}" for j in range(len(found))]
         if bar:
             bar.update()
-    return images, [p.noisy_path for p in pairs]
+    return images, names

@@ -1,4 +1,10 @@
-"""Resolve a data config to a validated SIDD root: a real download, or synthetic data made once."""
+"""The ``sidd`` source: a SIDD root (a real download), or synthetic SIDD-like data made once.
+
+An empty path is the synthetic tree for ``data.synthetic``, generated under ``data.cache_dir`` and
+keyed by its spec. Training uses the noisy half of the Medium pairs; evaluation the validation
+blocks (an image is one of the 40 scenes: its 32 blocks go together when resampled); the
+correlation job the Medium pairs; ``jobs/evaluate.py --benchmark`` the benchmark blocks.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,23 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from orchestrator.config import to_dict
 from orchestrator.data import synthetic
-from orchestrator.data.sidd import SiddIndex, index_sidd
+from orchestrator.data.files import read_png
+from orchestrator.data.sidd import SiddIndex, index_sidd, load_validation
+from orchestrator.data.sources import (
+    EvalSet,
+    SourceKind,
+    SourceSpec,
+    TrainingSet,
+    TrainItem,
+    fingerprint,
+    memo,
+    register_reader,
+    register_source,
+)
 from orchestrator.schema import DataConfig
 
 _DONE = ".complete.json"
@@ -38,10 +58,54 @@ def ensure_synthetic(cfg: DataConfig, *, progress: bool = True) -> Path:
     return root
 
 
-def resolve(cfg: DataConfig, *, progress: bool = True, strict: bool = True) -> SiddIndex:
-    """Index ``cfg.root`` if set, else the (generated if needed) synthetic tree.
+def sidd_root(cfg: DataConfig, path: str = "", *, progress: bool = True) -> Path:
+    """``path`` (default ``data.root``), or the (generated if needed) synthetic tree."""
+    path = path or cfg.root
+    return Path(path).expanduser() if path else ensure_synthetic(cfg, progress=progress)
+
+
+def resolve(cfg: DataConfig, *, progress: bool = True, strict: bool = True, path: str = "") -> SiddIndex:
+    """Index the SIDD root of ``cfg`` (``path``, else ``data.root``, else the synthetic tree).
 
     ``strict=False`` leaves bad files out and lists them in ``SiddIndex.problems``.
     """
-    root = Path(cfg.root).expanduser() if cfg.root else ensure_synthetic(cfg, progress=progress)
-    return index_sidd(root, check_images=cfg.check_images, strict=strict)
+    root = sidd_root(cfg, path, progress=progress)
+    key = ("sidd", str(root.resolve()), cfg.check_images, strict)
+    return memo(key, lambda: index_sidd(root, check_images=cfg.check_images, strict=strict))
+
+
+def sidd_train(spec: SourceSpec, cfg: DataConfig) -> TrainingSet:
+    index = resolve(cfg, path=spec.path)
+    items = tuple(
+        TrainItem(p.key, p.noisy_path, "png", ((p.height, p.width),), fingerprint=fingerprint(p.noisy_path))
+        for p in index.pairs
+    )
+    return TrainingSet(spec, items, root=index.root, note=index.summary())
+
+
+def sidd_evaluate(spec: SourceSpec, cfg: DataConfig) -> EvalSet:
+    index = resolve(cfg, path=spec.path)
+    noisy, clean = load_validation(index)
+    per_image = index.validation.shape[1]
+    key = fingerprint(index.validation.noisy_path) + fingerprint(index.validation.gt_path)
+    return EvalSet(spec.name, spec, noisy, clean, np.arange(len(noisy)) // per_image, key=key)
+
+
+def sidd_pairs(spec: SourceSpec, cfg: DataConfig, strict: bool = True) -> SiddIndex:
+    return resolve(cfg, path=spec.path, strict=strict)
+
+
+@register_reader("png")
+def _read(item: TrainItem) -> list[np.ndarray]:
+    return [read_png(item.path)]
+
+
+register_source(
+    SourceKind(
+        "sidd",
+        "a SIDD root (Medium pairs, validation and benchmark blocks); empty: synthetic SIDD-like data",
+        train=sidd_train,
+        evaluate=sidd_evaluate,
+        pairs=sidd_pairs,
+    )
+)

@@ -1,16 +1,17 @@
 """Patch shards: the noisy training images cut once into overlapping tiles, stored as Parquet.
 
-Ray Data cuts the pairs in parallel (one task per pair, decoding its PNG and writing one Parquet
-file of tiles); trials then read tiles by index with pyarrow and draw their crops from them. The
-shards are keyed by the dataset's content and the cut (tile side and stride), so every stage of a
-study, and every later job on the same data, reads the same shards. Tiles follow AP-BSN's and
+Ray Data cuts the training items in parallel (one task per item of the training source, a file or
+an array of blocks, decoding it and writing one Parquet file of tiles); trials then read tiles by
+index with pyarrow and draw their crops from them. The shards are keyed by the training source's
+content key and the cut (tile side and stride), so every stage of a study, and every later job on
+the same data, reads the same shards. Tiles follow AP-BSN's and
 LG-BPN's preparation of SIDD Medium: 512 px squares at stride 384, the last one flush with the
 image edge; an image smaller than a tile is one tile.
 
 Layout of a shard folder::
 
-    manifest.json          written last: the cut, and per file its pair and tile shapes
-    part-00000.parquet     one pair: a row (= one row group) per tile: pair, y, x, h, w, pixels
+    manifest.json          written last: the cut, and per file its item and tile shapes
+    part-00000.parquet     one item: a row (= one row group) per tile: pair, y, x, h, w, pixels
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator.cluster import quiet_ray_data
-from orchestrator.data.files import read_png
-from orchestrator.data.sidd import PairRecord
+from orchestrator.data.sources import TrainItem, read_item
 from orchestrator.errors import RunFailure
 from orchestrator.progress import Progress
 
@@ -57,17 +58,20 @@ def shard_dir(root: str | Path, data_key: str, *, tile: int, stride: int) -> Pat
     return Path(root) / f"tiles{tile}s{stride}-{digest}"
 
 
-def _cut_pair(row: dict, *, tile: int, stride: int, folder: str) -> dict:
-    """Ray Data task: decode one noisy image, write its tiles to ``part-<n>.parquet``."""
-    img = read_png(row["noisy_path"])
-    h, w = img.shape[:2]
+def _cut_item(row: dict, *, tile: int, stride: int, folder: str) -> dict:
+    """Ray Data task: read one training item, write the tiles of its images to ``part-<n>.parquet``."""
+    item = TrainItem(**json.loads(row["item"]))
+    images = read_item(item)
     records = []
-    for y in tile_origins(h, tile=tile, stride=stride):
-        for x in tile_origins(w, tile=tile, stride=stride):
-            t = np.ascontiguousarray(img[y : y + tile, x : x + tile])
-            records.append(
-                {"pair": row["key"], "y": y, "x": x, "h": t.shape[0], "w": t.shape[1], "pixels": t.tobytes()}
-            )
+    for j, img in enumerate(images):
+        name = item.key if len(images) == 1 else f"{item.key}#{j}"
+        h, w = img.shape[:2]
+        for y in tile_origins(h, tile=tile, stride=stride):
+            for x in tile_origins(w, tile=tile, stride=stride):
+                t = np.ascontiguousarray(img[y : y + tile, x : x + tile])
+                records.append(
+                    {"pair": name, "y": y, "x": x, "h": t.shape[0], "w": t.shape[1], "pixels": t.tobytes()}
+                )
     path = Path(folder) / f"part-{int(row['n']):05d}.parquet"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pq.write_table(pa.Table.from_pylist(records), tmp, row_group_size=1, compression="none")
@@ -75,13 +79,13 @@ def _cut_pair(row: dict, *, tile: int, stride: int, folder: str) -> dict:
     return {
         "n": int(row["n"]),
         "file": path.name,
-        "pair": row["key"],
+        "pair": item.key,
         "shapes": [[r["h"], r["w"]] for r in records],
     }
 
 
 def build_shards(
-    pairs: Sequence[PairRecord],
+    items: Sequence[TrainItem],
     out: Path,
     *,
     tile: int,
@@ -89,7 +93,7 @@ def build_shards(
     resources: dict | None = None,
     progress: bool = True,
 ) -> Path:
-    """Cut every pair's noisy image into tiles with Ray Data (skipped if ``out`` is complete).
+    """Cut every training item into tiles with Ray Data (skipped if ``out`` is complete).
 
     The manifest is written only when every part is, so an interrupted cut is never mistaken for a
     finished one; parts already written are kept and not cut again.
@@ -101,17 +105,17 @@ def build_shards(
     if tile < 1 or stride < 1:
         raise ValueError(f"train.epoch_tile and train.epoch_stride must be >= 1, got {tile} and {stride}")
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{"n": i, "key": p.key, "noisy_path": p.noisy_path} for i, p in enumerate(pairs)]
+    rows = [{"n": i, "key": it.key, "item": json.dumps(asdict(it))} for i, it in enumerate(items)]
     todo = [r for r in rows if not (out / f"part-{r['n']:05d}.parquet").is_file()]
     done = {r["n"]: _describe(out, r["n"], r["key"]) for r in rows if r not in todo}
-    bar = Progress(f"cut {len(rows)} images into {tile}px tiles", len(rows)) if progress else None
+    bar = Progress(f"cut {len(rows)} training files into {tile}px tiles", len(rows)) if progress else None
     if bar:
         bar.done = len(done)
     if todo:
         quiet_ray_data()
         cpus = int((resources or ray.cluster_resources()).get("CPU", 1)) or 1
         ds = ray.data.from_items(todo, override_num_blocks=len(todo)).map(
-            _cut_pair,
+            _cut_item,
             fn_kwargs={"tile": tile, "stride": stride, "folder": str(out)},
             num_cpus=1,
             compute=ray.data.TaskPoolStrategy(size=max(1, min(cpus, len(todo)))),

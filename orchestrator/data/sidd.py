@@ -20,7 +20,6 @@ one line per file naming the file and what is wrong, before anything is trained.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -290,7 +289,3 @@ def load_validation(index: SiddIndex) -> tuple[np.ndarray, np.ndarray]:
     noisy = load_blocks(index.validation.noisy_path, VALIDATION_NOISY.stem)
     gt = load_blocks(index.validation.gt_path, VALIDATION_GT.stem)
     return noisy.reshape(-1, *noisy.shape[2:]), gt.reshape(-1, *gt.shape[2:])
-
-
-def pair_rows(pairs: Iterable[PairRecord]) -> list[dict]:
-    return [p.as_row() for p in pairs]

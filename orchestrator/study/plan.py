@@ -1,11 +1,13 @@
 """From ablations to a stage graph with content keys, and running it in this process.
 
 A stage's content key hashes its resolved config (less what only changes how it is watched), the
-keys of its upstream stages and the data's key. Stages with equal keys are the same computation:
-SSID and S-2 share their BNN, so it is trained once and found in the store by its key
-(``<store>/<stage>-<key[:16]>/model.pt``). Everything an ablation needs is checked before the first
-step: configs, the stage graph, and every ``pretrained`` or already-finished upstream file.
-The plan builds each stage's one record, :class:`orchestrator.train.store.Stage`.
+keys of its upstream stages and the training source's content key; not the evaluation sources,
+which score a finished stage without changing it (adding one retrains nothing). Stages with equal
+keys are the same computation: SSID and S-2 share their BNN, so it is trained once and found in the
+store by its key (``<store>/<stage>-<key[:16]>/model.pt``). Everything an ablation needs is
+checked before the first step: configs, the stage graph, and every ``pretrained`` or
+already-finished upstream file. The plan builds each stage's one record,
+:class:`orchestrator.train.store.Stage`.
 """
 
 from __future__ import annotations
@@ -20,21 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.config import ConfigError
-from orchestrator.data.sidd import SiddIndex
+from orchestrator.data.crops import load_images
+from orchestrator.data.sources import StudyData, TrainingSet
 from orchestrator.schema import StageConfig, StudyConfig
 from orchestrator.study.catalogue import Ablation, Resolved, resolve_all
 from orchestrator.train.loop import StageContext, steps_per_epoch, train_stage
 from orchestrator.train.store import Stage, StageResult, UpstreamError, check_finished, key_config
-
-
-def data_key(index: SiddIndex) -> str:
-    """The training data's identity: pair names and sizes, file sizes, and the validation blocks."""
-    items = [(p.key, p.height, p.width, Path(p.noisy_path).stat().st_size) for p in index.pairs]
-    if index.validation is not None:
-        items.append(
-            ("validation", *index.validation.shape, Path(index.validation.noisy_path).stat().st_size)
-        )
-    return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
 def stage_key(cfg: StageConfig, upstream_keys: Mapping[str, str], data: str) -> str:
@@ -50,7 +43,7 @@ class PlannedAblation:
 
 def plan(
     study: StudyConfig,
-    index: SiddIndex,
+    train: TrainingSet,
     *,
     store: Path,
     resolved: Mapping[str, Resolved] | None = None,
@@ -61,8 +54,7 @@ def plan(
     the finished upstream stages the listed ones need. ``label``: a sweep variant's, which its
     stages' ablation names carry (``lgbpn[lr=0.001]``)."""
     resolved = resolve_all(study) if resolved is None else resolved
-    dkey = data_key(index)
-    sizes = [(p.height, p.width) for p in index.pairs]
+    dkey, sizes = train.key, train.sizes
     out = []
     for name, (entry, configs) in resolved.items():
         done: dict[str, Stage] = {}
@@ -109,6 +101,13 @@ class LocalData:
     images: list[np.ndarray]
     names: list[str]
     validation: tuple[np.ndarray, np.ndarray] | None
+
+    @classmethod
+    def of(cls, data: StudyData, *, progress: bool = False) -> LocalData:
+        """The training source's images and the first evaluation source's blocks of ``data``."""
+        images, names = load_images(data.train.items, progress=progress)
+        first = data.evals[0] if data.evals else None
+        return cls(images, names, (first.noisy, first.clean) if first is not None else None)
 
 
 def run_local(

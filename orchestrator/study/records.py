@@ -104,18 +104,35 @@ def _close_stage_runs(tracker: Tracker, s) -> None:
         tracker.end(run_id, "FINISHED")
 
 
-def close_runs(tracker: Tracker, planned, stages, parents, table, out: Path, grid: Path | None) -> None:
-    """Mark every stage run with what happened to it, then each parent with its final numbers."""
+def _parent_metrics(rows: list[dict]) -> dict[str, float]:
+    """An ablation's numbers on each source: ``psnr``... for SIDD's validation blocks (as ever),
+    ``<source>_psnr``... for any other source; and its training time."""
+    out = {"train_s": rows[0]["train_s"]}
+    for r in rows:
+        prefix = "" if r["eval_source"] in ("sidd", "") else f"{r['eval_source']}_"
+        out |= {f"{prefix}{k}": r[k] for k in ("psnr", "ssim", "ssim_uniform7") if r.get(k) is not None}
+    return out
+
+
+def close_runs(tracker: Tracker, study, table: list[dict], scores: dict, grid: Path | None) -> None:
+    """Mark every stage run with what happened to it; log each ablation's final scores to the run of
+    its final stage (``val_*``, ``val_<source>_*``) and to its parent, with the table and grid."""
+    stages, out = study.stages, study.out
     for s in stages.values():
         _close_stage_runs(tracker, s)
-    rows = {r["ablation"]: r for r in table}
-    for v, pa in planned:
+    prefixes = {e.name: e.prefix for e in study.data.evals}
+    for v, pa in study.planned:
         name = v.name(pa.entry.name)
-        row, run_id = rows[name], parents[name]
-        metrics = {k: row[k] for k in ("psnr", "ssim", "ssim_uniform7", "train_s") if row.get(k) is not None}
-        tracker.log_metrics(run_id, metrics)
-        tags = {"denoise.status": row["status"], "denoise.reused_stages": row["reused"] or "-"}
+        rows, run_id = [r for r in table if r["ablation"] == name], study.parents[name]
         final = stages[pa.stages[-1].key].run_ids.get(name)
+        for (ablation, source), found in scores.items():
+            if ablation == name and final:
+                tracker.log_metrics(final, found.metrics(prefixes[source]))
+        samples = stages[pa.stages[-1].key].stage.path / "samples"
+        if final and samples.is_dir():
+            tracker.log_artifacts(final, samples, "samples")
+        tracker.log_metrics(run_id, _parent_metrics(rows))
+        tags = {"denoise.status": rows[0]["status"], "denoise.reused_stages": rows[0]["reused"] or "-"}
         if final:  # the run holding the ablation's final model (what jobs/denoise.py follows)
             tags["denoise.final_run"] = final
         tracker.set_tags(run_id, tags)
@@ -127,7 +144,7 @@ def close_runs(tracker: Tracker, planned, stages, parents, table, out: Path, gri
             tracker.log_artifacts(run_id, out / f, "report")
         if grid is not None:
             tracker.log_artifacts(run_id, grid, "report")
-        tracker.end(run_id, "FINISHED" if row["status"] == "finished" else "FAILED")
+        tracker.end(run_id, "FINISHED" if rows[0]["status"] == "finished" else "FAILED")
 
 
 def _safe(name: str) -> str:

@@ -1,7 +1,10 @@
-"""The results table: every ablation's measured numbers beside the published ones.
+"""The results table: every ablation's measured numbers on every evaluation source, beside the
+published ones.
 
-Measured SSIM is given under both conventions (``ssim``: Gaussian window; ``ssim_uniform7``:
-scikit-image's default); the published column says which one the paper most likely used.
+One row per ablation and evaluation source (``eval_source``). Measured SSIM is given under both
+conventions (``ssim``: Gaussian window; ``ssim_uniform7``: scikit-image's default); the published
+column says which one the paper most likely used. The Markdown table puts each source's numbers in
+a group of columns of its own, one line per ablation.
 """
 
 from __future__ import annotations
@@ -9,12 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.data.files import read_png
-from orchestrator.study.catalogue import Ablation, catalogue
+from orchestrator.data.files import read_png, write_png
+from orchestrator.study.catalogue import catalogue
 
 COLUMNS = (
     "ablation",
@@ -31,53 +32,58 @@ COLUMNS = (
     "reused",
     "train_s",
     "description",
+    "eval_source",
 )
 
 
-@dataclass
-class StudyRow:
-    """What the table needs about one ablation: its entry, its last stage's metrics (``val_*``:
-    over all blocks), the stages reused instead of trained by this job, and the training time of
-    all its stages (whenever they were trained)."""
-
-    name: str
-    entry: Ablation
-    stage: str
-    metrics: Mapping[str, float]
-    reused: list[str] = field(default_factory=list)
-    train_s: float = 0.0
-    status: str = "finished"
+def _status(chain) -> str:
+    failed = [s for s in chain if s.result is None]
+    return f"failed: {failed[0].stage.config.name}: {failed[0].error}" if failed else "finished"
 
 
-def rows(results: list[StudyRow]) -> list[dict]:
-    """One table row per ablation."""
+def study_table(planned, stages, evals, scores) -> list[dict]:
+    """Rows of a study: per planned ablation (or sweep variant) and evaluation source, from its
+    stages' states (``{key: StageState}``) and the final scores (``{(ablation, source): Scores}``)."""
+    entries = {}
+    for v, _ in planned:
+        entries.update(catalogue(v.study))
     out = []
-    for r in results:
-        e, pub, m = r.entry, r.entry.published, r.metrics
-        out.append(
-            {
-                "ablation": r.name,
-                "family": e.family,
-                "stage": r.stage,
-                "status": r.status,
-                "psnr": m.get("val_psnr"),
-                "ssim": m.get("val_ssim"),
-                "ssim_uniform7": m.get("val_ssim_uniform7"),
-                "blocks": int(m["val_blocks"]) if "val_blocks" in m else None,
-                "published_psnr": pub.psnr if pub else None,
-                "published_ssim": pub.ssim if pub else None,
-                "published_ssim_kind": pub.ssim_kind if pub else None,
-                "reused": ",".join(r.reused),
-                "train_s": round(r.train_s, 1),
-                "description": e.description,
-            }
-        )
+    for v, pa in planned:
+        name, entry = v.name(pa.entry.name), entries[pa.entry.name]
+        chain = [stages[s.key] for s in pa.stages if stages[s.key].state != "skipped"]
+        pub = entry.published
+        common = {
+            "ablation": name,
+            "family": entry.family,
+            "stage": chain[-1].stage.config.name if chain else "-",
+            "status": _status(chain),
+            "published_psnr": pub.psnr if pub else None,
+            "published_ssim": pub.ssim if pub else None,
+            "published_ssim_kind": pub.ssim_kind if pub else None,
+            "reused": ",".join(
+                s.stage.config.name for s in chain if not s.trained_here and s.result is not None
+            ),
+            "train_s": round(sum(s.result.train_s for s in chain if s.result is not None), 1),
+            "description": entry.description,
+        }
+        for source in evals or [None]:
+            found = scores.get((name, source.name)) if source is not None else None
+            out.append(
+                common
+                | {
+                    "eval_source": source.name if source is not None else "",
+                    "psnr": found.mean("psnr") if found else None,
+                    "ssim": found.mean("ssim") if found else None,
+                    "ssim_uniform7": found.mean("ssim_uniform7") if found else None,
+                    "blocks": len(found.block) if found else None,
+                }
+            )
     return out
 
 
 def to_csv(table: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     w.writerows(table)
     return buf.getvalue()
@@ -88,27 +94,59 @@ def _fmt(v, digits: int) -> str:
 
 
 def to_markdown(table: list[dict]) -> str:
-    lines = [
-        "| ablation | PSNR | SSIM | SSIM-uniform7 | blocks | published PSNR | published SSIM "
-        "| reused stages | train time | status |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    """One line per ablation; each evaluation source's PSNR, SSIM, SSIM-uniform7 and blocks in a
+    group of columns (named after the source when there are several)."""
+    sources = list(dict.fromkeys(r["eval_source"] for r in table))
+    tag = (lambda s: "") if len(sources) <= 1 else (lambda s: f" ({s})")
+    group = [f"{m}{tag(s)}" for s in sources for m in ("PSNR", "SSIM", "SSIM-uniform7", "blocks")]
+    head = ["ablation", *group, "published PSNR", "published SSIM", "reused stages", "train time", "status"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by_ablation: dict[str, dict[str, dict]] = {}
     for r in table:
-        kind = f" ({r['published_ssim_kind']})" if r["published_ssim_kind"] else ""
-        cells = [
-            r["ablation"],
-            _fmt(r["psnr"], 3),
-            _fmt(r["ssim"], 4),
-            _fmt(r["ssim_uniform7"], 4),
-            "-" if r["blocks"] is None else str(r["blocks"]),
-            _fmt(r["published_psnr"], 3),
-            _fmt(r["published_ssim"], 4) + kind,
-            r["reused"] or "-",
-            f"{r['train_s']:.0f} s",
-            r["status"],
-        ]
+        by_ablation.setdefault(r["ablation"], {})[r["eval_source"]] = r
+    for name, rows in by_ablation.items():
+        first = next(iter(rows.values()))
+        cells = [name]
+        for s in sources:
+            r = rows.get(s, {})
+            blocks = r.get("blocks")
+            cells += [_fmt(r.get("psnr"), 3), _fmt(r.get("ssim"), 4), _fmt(r.get("ssim_uniform7"), 4)]
+            cells.append("-" if blocks is None else str(blocks))
+        kind = f" ({first['published_ssim_kind']})" if first["published_ssim_kind"] else ""
+        cells += [_fmt(first["published_psnr"], 3), _fmt(first["published_ssim"], 4) + kind]
+        cells += [first["reused"] or "-", f"{first['train_s']:.0f} s", first["status"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def study_grid(planned, stages, evals, scores, out: Path, samples: int) -> Path | None:
+    """The paper's Fig. 8 on the first evaluation source's most textured block: noisy, each
+    ablation's output (with its PSNR on that block) and clean. The strips (noisy | output | clean)
+    of its ``samples`` most textured blocks go to the final stage's ``samples/block_<i>.png``."""
+    from orchestrator.study.evaluate import sample_strips, textured_blocks
+    from orchestrator.train.store import load_stage_model
+
+    if not evals or samples <= 0:
+        return None
+    source = evals[0]
+    blocks = textured_blocks(source, samples)
+    panels = []
+    for v, pa in planned:
+        last = stages[pa.stages[-1].key]
+        if last.result is None:
+            continue
+        name, folder = v.name(pa.entry.name), last.stage.path / "samples"
+        if not all((folder / f"block_{i:04d}.png").is_file() for i in blocks):
+            model = load_stage_model(last.stage)
+            strips = sample_strips(model, source, blocks, seed=last.stage.config.train.seed)
+            for i, strip in zip(blocks, strips, strict=True):
+                write_png(folder / f"block_{i:04d}.png", strip)
+        found = scores.get((name, source.name))
+        psnr = float(found.values["psnr"][found.block == blocks[0]][0]) if found is not None else None
+        panels.append((name, psnr, folder / f"block_{blocks[0]:04d}.png"))
+    if not panels:
+        return None
+    return comparison_grid(panels, out / "comparison_grid.png")
 
 
 def comparison_grid(panels: list[tuple[str, float | None, Path]], path: Path) -> Path:
@@ -134,45 +172,6 @@ def comparison_grid(panels: list[tuple[str, float | None, Path]], path: Path) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
-
-
-def study_table(planned, stages) -> list[dict]:
-    """The table of a study: a row per planned ablation (or sweep variant), from the states of
-    its stages (``{key: StageState}``)."""
-    entries = {}
-    for v, _ in planned:
-        entries.update(catalogue(v.study))
-    results = []
-    for v, pa in planned:
-        chain = [stages[s.key] for s in pa.stages if stages[s.key].state != "skipped"]
-        last = chain[-1] if chain else None
-        failed = [s for s in chain if s.result is None]
-        why = f"failed: {failed[0].stage.config.name}: {failed[0].error}" if failed else "finished"
-        results.append(
-            StudyRow(
-                name=v.name(pa.entry.name),
-                entry=entries[pa.entry.name],
-                stage=last.stage.config.name if last else "-",
-                metrics=last.result.metrics if last and last.result else {},
-                reused=[s.stage.config.name for s in chain if not s.trained_here and s.result is not None],
-                train_s=sum(s.result.train_s for s in chain if s.result is not None),
-                status=why,
-            )
-        )
-    return rows(results)
-
-
-def study_grid(planned, stages, out: Path) -> Path | None:
-    """The first validation block across ablations (the paper's Fig. 8), if samples were saved."""
-    panels = []
-    for v, pa in planned:
-        last = stages[pa.stages[-1].key]
-        sample = last.stage.path / "samples" / "block_0000.png"
-        if last.result is not None and sample.is_file():
-            panels.append((v.name(pa.entry.name), last.result.metrics.get("val_psnr"), sample))
-    if not panels:
-        return None
-    return comparison_grid(panels, out / "comparison_grid.png")
 
 
 def print_summary(outcome) -> None:

@@ -17,24 +17,24 @@ The main job's data flow (``docs/ORCHESTRATION.md``):
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from orchestrator.cluster import connect
 from orchestrator.config import to_yaml
-from orchestrator.data.dataset import resolve as resolve_data
-from orchestrator.data.shards import build_shards, shard_dir
-from orchestrator.data.sidd import load_validation
+from orchestrator.data.sources import index_data
 from orchestrator.errors import JOB_ERRORS, exit_status, fail
 from orchestrator.schema import StudyConfig
 from orchestrator.study import records, report
 from orchestrator.study.catalogue import Resolved
-from orchestrator.study.plan import PlannedAblation, data_key, plan, selected_stage
-from orchestrator.train.store import Stage, StageResult
+from orchestrator.study.evaluate import StudyEvaluation
+from orchestrator.study.plan import PlannedAblation, plan, selected_stage
+from orchestrator.study.trials import TrainJob
+from orchestrator.train.store import Stage, StageResult, load_stage_model
 
 __all__ = ["Variant", "StudyOutcome", "SearchOptions", "StageState", "run_study", "run_variants", "run_job"]
 
@@ -102,59 +102,107 @@ def run_variants(
     variants: list[Variant], *, progress: bool = True, search: SearchOptions | None = None
 ) -> StudyOutcome:
     """Run several variants of one study (a sweep) as one Tune experiment, sharing equal stages."""
-    base = variants[0].study
-    out = Path(base.out).expanduser().resolve()
-    say = (lambda text: print(text, flush=True)) if progress else (lambda text: None)
-    index = resolve_data(base.data, progress=progress)
-    say(index.summary())
-    planned = [
-        (v, pa)
-        for v in variants
-        for pa in plan(v.study, index, store=out / "stages", resolved=v.resolved, label=v.label)
-    ]
-    stages = _unique_stages(planned)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "study.yaml").write_text(to_yaml(base))
-    with connect(base.ray, quiet=True) as resources:
-        tracker, exp_id = records.open_tracker(base)
-        _find_finished(stages, tracker, say)
-        todo = {k: s for k, s in stages.items() if s.state == "train"}
-        say(
-            f"[study] {len(stages)} stage(s): {len(todo)} to train, "
-            f"{sum(s.state == 'reused' for s in stages.values())} already finished"
+    return _Study(variants, progress).run(search or SearchOptions())
+
+
+class _Study:
+    """One run of the main job's data flow (the module's docstring), its state between the steps."""
+
+    def __init__(self, variants: list[Variant], progress: bool):
+        self.base, self.progress = variants[0].study, progress
+        self.out = Path(self.base.out).expanduser().resolve()
+        self.data = index_data(self.base.data)  # every bad file, before anything else runs
+        self.say(self.data.summary())
+        store = self.out / "stages"
+        self.planned = [
+            (v, pa)
+            for v in variants
+            for pa in plan(v.study, self.data.train, store=store, resolved=v.resolved, label=v.label)
+        ]
+        self.stages = _unique_stages(self.planned)
+
+    def say(self, text: str) -> None:
+        if self.progress:
+            print(text, flush=True)
+
+    def run(self, search: SearchOptions) -> StudyOutcome:
+        out, base = self.out, self.base
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "study.yaml").write_text(to_yaml(base))
+        with connect(base.ray, quiet=True) as resources:
+            tracker, exp_id = records.open_tracker(base)
+            self.train(resources, tracker, exp_id, search)
+            scores = self.score(resources)
+            table = report.study_table(self.planned, self.stages, self.data.evals, scores)
+            evals = self.data.evals
+            grid = report.study_grid(self.planned, self.stages, evals, scores, out, base.eval.samples)
+            (out / "results.csv").write_text(report.to_csv(table))
+            (out / "results.md").write_text(report.to_markdown(table))
+            failed = {s.label: s.error for s in self.stages.values() if s.error}
+            if tracker:
+                try:
+                    records.close_runs(tracker, self, table, scores, grid)
+                except Exception as exc:  # the results are on disk; a rerun records them
+                    failed["mlflow"] = (
+                        f"could not record the results at {tracker.uri} ({type(exc).__name__}: {exc}); "
+                        f"they are in {out}, and running the job again records them"
+                    )
+        stages = self.stages.values()
+        return StudyOutcome(
+            table=table,
+            failed=failed,
+            out=out,
+            tracking_uri=tracker.uri if tracker else "",
+            experiment_id=exp_id,
+            trained=[s.label for s in stages if s.trained_here and s.result is not None],
+            reused=[s.label for s in stages if s.state == "reused"],
         )
-        parents = records.open_runs(tracker, exp_id, planned, stages) if tracker else {}
+
+    def train(self, resources: dict, tracker, exp_id: str, search: SearchOptions) -> None:
+        """Find what is finished, open the MLflow runs, train the rest as Tune trials."""
+        stages = self.stages
+        _find_finished(stages, tracker, self.say)
+        todo = {k: s for k, s in stages.items() if s.state == "train"}
+        reused = sum(s.state == "reused" for s in stages.values())
+        self.say(f"[study] {len(stages)} stage(s): {len(todo)} to train, {reused} already finished")
+        self.parents = records.open_runs(tracker, exp_id, self.planned, stages) if tracker else {}
         if todo:
-            _TrainJob(base, index, out, resources, tracker, progress).run(
-                todo, stages, search or SearchOptions()
+            TrainJob(self.base, self.data, self.out, resources, tracker, self.progress).run(
+                todo, stages, search
             )
         for s in stages.values():
             if s.stage.model_file.is_file() and s.result is None:
                 s.result = StageResult.finished(s.stage)
             if s.state == "train" and s.result is None and not s.error:
                 s.error = "did not finish"
-        table = report.study_table(planned, stages)
-        grid = report.study_grid(planned, stages, out)
-        (out / "results.csv").write_text(report.to_csv(table))
-        (out / "results.md").write_text(report.to_markdown(table))
-        failed = {s.label: s.error for s in stages.values() if s.error}
-        if tracker:
-            try:
-                records.close_runs(tracker, planned, stages, parents, table, out, grid)
-            except Exception as exc:  # the results are on disk; a rerun records them
-                failed["mlflow"] = (
-                    f"could not record the results at {tracker.uri} ({type(exc).__name__}: {exc}); "
-                    f"they are in {out}, and running the job again records them"
+
+    def score(self, resources: dict) -> dict:
+        """Every finished ablation's final model on every evaluation source: ``{(ablation,
+        source): Scores}`` (:mod:`orchestrator.study.evaluate`)."""
+        gpus = 1.0 if resources.get("GPU", 0) > 0 else 0.0
+        workers = int(resources.get("GPU", 0)) if gpus else int(resources.get("CPU", 1))
+        evaluation = StudyEvaluation(
+            self.out,
+            self.data.evals,
+            batch=self.base.eval.batch,
+            workers=max(1, workers),
+            gpus_per_worker=gpus,
+            progress=self.progress,
+        )
+        scores = {}
+        for v, pa in self.planned:
+            final = self.stages[pa.stages[-1].key]
+            if final.result is None or not self.data.evals:
+                continue
+            model = load_stage_model(final.stage)
+            for source in self.data.evals:
+                name = f"{final.stage.key[:16]}-last"
+                every = np.arange(len(source))
+                seed = final.stage.config.train.seed
+                scores[(v.name(pa.entry.name), source.name)] = evaluation.scores(
+                    name, model, source, every, seed=seed
                 )
-    return StudyOutcome(
-        table=table,
-        failed=failed,
-        out=out,
-        tracking_uri=tracker.uri if tracker else "",
-        experiment_id=exp_id,
-        trained=[s.label for s in stages.values() if s.trained_here and s.result is not None],
-        reused=[s.label for s in stages.values() if s.state == "reused"],
-    )
+        return scores
 
 
 def _unique_stages(planned: list[tuple[Variant, PlannedAblation]]) -> dict[str, StageState]:
@@ -183,76 +231,6 @@ def _find_finished(stages: dict[str, StageState], tracker, say) -> None:
         if stage.model_file.is_file():
             s.result = StageResult.finished(stage)
             s.state = "reused"
-
-
-class _TrainJob:
-    """The stages left to train: patch shards, the trials' settings, one Tune experiment."""
-
-    def __init__(self, study: StudyConfig, index, out: Path, resources: dict, tracker, progress: bool):
-        from orchestrator.cluster import trial_resources
-
-        self.study, self.index, self.out, self.tracker, self.progress = study, index, out, tracker, progress
-        t = study.trial
-        gpu = t.gpu if t.gpu is not None else (1.0 if resources.get("GPU", 0) > 0 else 0.0)
-        self.request = trial_resources(t.cpu, gpu, t.custom)
-
-    def shards(self, todo: dict[str, StageState]) -> dict[str, str]:
-        """Each stage's patch-shard folder, cut by Ray Data unless already there (once per cut)."""
-        dkey, cuts, out = data_key(self.index), {}, {}
-        for key, s in todo.items():
-            tr = s.stage.config.train
-            cut = (tr.epoch_tile, tr.epoch_stride)
-            if cut not in cuts:
-                folder = shard_dir(self.out / "shards", dkey, tile=cut[0], stride=cut[1])
-                cuts[cut] = build_shards(
-                    self.index.pairs, folder, tile=cut[0], stride=cut[1], progress=self.progress
-                )
-            out[key] = str(cuts[cut])
-        return out
-
-    def run(self, todo: dict[str, StageState], stages: dict[str, StageState], search: SearchOptions) -> None:
-        from orchestrator.cluster import check_resources
-        from orchestrator.study.tune import TrialSettings, run_trials
-
-        check_resources(self.request)  # before anything is cut or trained
-        t, study = self.study.trial, self.study
-        settings = TrialSettings(
-            eval=study.eval,
-            threads=max(1, int(t.cpu)),
-            tile_cache_bytes=t.tile_cache_mb << 20,
-            report_every=t.report_every,
-            shards=self.shards(todo),
-            run_ids={k: s.run_ids.get(s.users[0], "") for k, s in todo.items()},
-            tracking_uri=self.tracker.uri if self.tracker else "",
-            tracking_wait_s=study.tracking.wait_s,
-        )
-        for s in todo.values():
-            s.trained_here = True
-        deps = {k: {u.key for u in s.stage.upstream.values() if u.key in todo} for k, s in todo.items()}
-        storage = t.storage or str(self.out / "ray_results")
-        if "://" not in storage:
-            storage = str(Path(storage).expanduser().resolve())
-        validation = load_validation(self.index) if self.index.validation is not None else None
-        outcome = run_trials(
-            {k: s.stage for k, s in todo.items()},
-            deps,
-            settings=settings,
-            resources=self.request,
-            storage=storage,
-            name=f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
-            max_failures=t.max_failures,
-            max_concurrent=t.max_concurrent,
-            keep_checkpoints=max(s.stage.config.train.keep_checkpoints for s in todo.values()),
-            scheduler=search.scheduler_factory() if search.scheduler_factory else None,
-            metric=search.metric,
-            mode=search.mode,
-            validation=validation,
-            quiet=not self.progress,
-        )
-        for key, why in outcome.errors.items():
-            stages[key].error = why
-        record = {"path": outcome.experiment_path, "wall_s": outcome.wall_s, "times": outcome.times}
-        (self.out / "last_experiment.json").write_text(json.dumps(record, indent=1))
 
 
 def run_job(run: Callable[[], StudyOutcome], *, out: str, stopped_ok: bool = False) -> int:

@@ -7,14 +7,13 @@ and SSIM-uniform7 (the conventions of ``docs/METRICS.md``), its random inference
 per block. The driver averages them over every block in block order (``val_*``; the full SIDD
 validation set is 1280 blocks), so the numbers equal training's final evaluation of the same
 ``model.pt``, however many workers. The benchmark blocks go through the same pool; their outputs
-are written as the SIDD server's ``SubmitSrgb.mat``.
+are written as the SIDD server's ``SubmitSrgb.mat`` (:func:`orchestrator.data.blocks.write_submission`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,50 +23,68 @@ from orchestrator.cluster import prompt_dispatch, quiet_ray_data
 from orchestrator.progress import Progress
 from orchestrator.train.evaluation import EvalResult, device_for, rows_of, score_batch, summarize
 
-__all__ = ["BlockScorer", "run_blocks", "evaluate_blocks", "write_submission"]
-
-SUBMISSION_VARIABLE = "DenoisedBlocksSrgb"
+__all__ = ["BlockScorer", "run_blocks", "evaluate_blocks"]
 
 
 class BlockScorer:
-    """Ray Data actor: denoise a batch of blocks, and score them when the clean ones are given."""
+    """Ray Data actor: denoise a batch of blocks, and score them when the clean ones are given.
+    ``denoised``: whether the outputs come back too (a submission) or only the scores."""
 
-    def __init__(self, model: nn.Module, seed: int = 0, threads: int = 1):
+    def __init__(self, model: nn.Module, seed: int = 0, threads: int = 1, denoised: bool = True):
         if threads > 0:
             torch.set_num_threads(threads)
         self.model = model.to(device_for()).eval()
-        self.seed = seed
+        self.seed, self.denoised = seed, denoised
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return score_batch(self.model, batch["noisy"], batch.get("clean"), batch["index"], seed=self.seed)
+        noisy, clean = _stacked(batch["noisy"]), batch.get("clean")
+        out = score_batch(
+            self.model, noisy, None if clean is None else _stacked(clean), batch["index"], seed=self.seed
+        )
+        if not self.denoised:
+            del out["denoised"]
+        return out
+
+
+def _stacked(a: np.ndarray) -> np.ndarray:
+    """A batch column as one uint8 array (Ray Data hands blocks of different sizes as objects)."""
+    return np.stack(list(a)) if a.dtype == object else a
 
 
 def run_blocks(
     model: nn.Module,
-    noisy: np.ndarray,
-    clean: np.ndarray | None,
+    noisy: Sequence[np.ndarray],
+    clean: Sequence[np.ndarray] | None,
     *,
     batch: int,
     workers: int,
     gpus_per_worker: float,
     seed: int,
+    index: Sequence[int] | None = None,
+    denoised: bool = True,
 ) -> Iterator[dict]:
-    """Denoise (and score) (N, H, W, 3) blocks on a Ray Data actor pool; yields result rows."""
+    """Denoise (and score) blocks on a Ray Data actor pool; yields result rows (one block each).
+
+    ``noisy``, ``clean``: (N, H, W, 3) arrays, or lists of blocks that differ in size (then each
+    is its own batch). ``index``: the blocks to run (default all).
+    """
     import ray
 
     quiet_ray_data()
     prompt_dispatch()
+    index = range(len(noisy)) if index is None else index
+    if len({noisy[i].shape for i in index}) > 1:
+        batch = 1
     items = [
-        {"index": i, "noisy": noisy[i], **({"clean": clean[i]} if clean is not None else {})}
-        for i in range(len(noisy))
+        {"index": i, "noisy": noisy[i], **({"clean": clean[i]} if clean is not None else {})} for i in index
     ]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch, 64)))
     ds = ds.map_batches(
         BlockScorer,
-        fn_constructor_kwargs={"model": model, "seed": seed, "threads": 1},
+        fn_constructor_kwargs={"model": model, "seed": seed, "threads": 1, "denoised": denoised},
         batch_size=batch,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=workers),
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(items)))),
         num_gpus=gpus_per_worker,
         num_cpus=0 if gpus_per_worker > 0 else 1,
     )
@@ -78,57 +95,30 @@ def run_blocks(
 
 def evaluate_blocks(
     model: nn.Module,
-    noisy: np.ndarray,
-    clean: np.ndarray,
+    noisy: Sequence[np.ndarray],
+    clean: Sequence[np.ndarray],
     *,
     blocks: int = 0,
+    index: Sequence[int] | None = None,
+    prefix: str = "val",
     batch: int = 8,
     workers: int = 1,
     gpus_per_worker: float = 0.0,
     seed: int = 0,
     progress: bool = True,
 ) -> EvalResult:
-    """PSNR, SSIM and SSIM-uniform7 over the first ``blocks`` blocks (0: all), and per-block rows,
-    named as :func:`orchestrator.train.evaluation.summarize` names them."""
+    """PSNR, SSIM and SSIM-uniform7 over the blocks ``index`` names (default: the first ``blocks``,
+    0: all), and per-block rows, named as :func:`orchestrator.train.evaluation.summarize` names them
+    (``prefix`` is the source's: ``val``, ``val_<name>``)."""
     total = len(noisy)
-    if 0 < blocks < total:
-        noisy, clean = noisy[:blocks], clean[:blocks]
-    bar = Progress(f"evaluate {len(noisy)} blocks", len(noisy), every_s=5.0) if progress else None
+    if index is None:
+        index = range(total if blocks <= 0 else min(blocks, total))
+    bar = Progress(f"evaluate {len(index)} blocks", len(index), every_s=5.0) if progress else None
     t0 = time.perf_counter()
     rows = []
     opts = {"batch": batch, "workers": workers, "gpus_per_worker": gpus_per_worker, "seed": seed}
-    for r in run_blocks(model, noisy, clean, **opts):
+    for r in run_blocks(model, noisy, clean, index=index, denoised=False, **opts):
         rows += rows_of(r)
         if bar:
             bar.update()
-    return summarize(rows, total, time.perf_counter() - t0)
-
-
-def write_submission(
-    path: Path, denoised: np.ndarray, seconds_per_mp: float, optional: dict[str, str]
-) -> Path:
-    """``SubmitSrgb.mat`` as the SIDD benchmark server takes it (the SIDD benchmark code's
-    ``SIDD_Denoise.m``): ``DenoisedBlocksSrgb``, a cell array of (images x blocks) uint8
-    (H, W, 3) blocks; ``TimeMPSrgb``, seconds per megapixel; ``OptionalData``, a struct of text
-    (method name, authors, paper, venue)."""
-    from scipy.io import savemat
-
-    if denoised.ndim != 5 or denoised.shape[-1] != 3 or denoised.dtype != np.uint8:
-        raise ValueError(f"denoised blocks must be uint8 (images, blocks, H, W, 3), got {denoised.shape}")
-    cells = np.empty(denoised.shape[:2], dtype=object)
-    for i in range(denoised.shape[0]):
-        for j in range(denoised.shape[1]):
-            cells[i, j] = denoised[i, j]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.mat")
-    savemat(
-        tmp,
-        {
-            SUBMISSION_VARIABLE: cells,
-            "TimeMPSrgb": np.array([[seconds_per_mp]]),
-            "OptionalData": {k: str(v) for k, v in optional.items()},
-        },
-        do_compression=True,
-    )
-    tmp.replace(path)
-    return path
+    return summarize(rows, total, time.perf_counter() - t0, prefix=prefix)

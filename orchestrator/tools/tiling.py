@@ -22,33 +22,12 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from orchestrator.errors import InputError
-from orchestrator.train.evaluation import infer
+from orchestrator.train.evaluation import ALIGN, infer, infer_any, pad_to
 
 __all__ = ["ALIGN", "activation_bytes_per_pixel", "tile_for_memory", "denoise_image"]
-
-ALIGN = 32
-
-
-def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if not (ph or pw):
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
-
-
-def _infer(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Inference on any 32-aligned window; networks that need square inputs get one (padded)."""
-    h, w = x.shape[-2:]
-    if getattr(model, "square_input", False) and h != w:
-        side = max(h, w)
-        return infer(model, F.pad(x, (0, side - w, 0, side - h), mode="replicate"))[..., :h, :w]
-    return infer(model, x)
 
 
 @torch.no_grad()
@@ -117,10 +96,10 @@ def denoise_image(
     device = device or torch.device("cpu")
     h, w = image.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].float().to(device)
-    x = _pad_to(x, ALIGN)
+    x = pad_to(x, ALIGN)
     H, W = x.shape[-2:]
     if tile <= 0 or (tile >= H and tile >= W):
-        out = _infer(model, x)[0, :, :h, :w].permute(1, 2, 0).cpu().numpy()
+        out = infer_any(model, x)[0, :, :h, :w].permute(1, 2, 0).cpu().numpy()
         if on_tile:
             on_tile(1, 1)
         return out
@@ -136,7 +115,7 @@ def denoise_image(
             x1 = min(x0 + tile, W)
             wx0, wx1 = max(0, x0 - margin), min(W, x1 + margin)
             rx = _ramp(W, x0, x1, blend, wx0, wx1)
-            out = _infer(model, x[..., wy0:wy1, wx0:wx1])[0].permute(1, 2, 0).cpu().numpy()
+            out = infer_any(model, x[..., wy0:wy1, wx0:wx1])[0].permute(1, 2, 0).cpu().numpy()
             wgt = (ry[:, None] * rx[None, :])[..., None]
             acc[wy0:wy1, wx0:wx1] += out * wgt
             weight[wy0:wy1, wx0:wx1] += wgt

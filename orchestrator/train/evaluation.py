@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from orchestrator.train.metrics import METRICS, quantize_uint8
@@ -65,6 +67,31 @@ def infer(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return denoise(x) if callable(denoise) else model(x)
 
 
+ALIGN = 32  # the strictest size multiple of any network here (SSID's U-Nets)
+
+
+def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``x`` padded at the bottom and right (reflecting; replicating where too small) to multiples."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not (ph or pw):
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def infer_any(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """:func:`infer` on an input of any size: padded to multiples of :data:`ALIGN` (and to a square
+    for networks that need one), the output cropped back."""
+    h, w = x.shape[-2:]
+    padded = pad_to(x, ALIGN)
+    if getattr(model, "square_input", False) and padded.shape[-1] != padded.shape[-2]:
+        side = max(padded.shape[-2:])
+        ph, pw = side - padded.shape[-2], side - padded.shape[-1]
+        padded = F.pad(padded, (0, pw, 0, ph), mode="replicate")
+    return infer(model, padded)[..., :h, :w]
+
+
 def block_seed(seed: int, index: int) -> int:
     """The seed of block ``index``'s random inference steps."""
     return seed * 1_000_003 + int(index)
@@ -93,19 +120,20 @@ def score_batch(
             parts = []
             for j, i in enumerate(index):
                 torch.manual_seed(block_seed(seed, int(i)))
-                parts.append(infer(model, x[j : j + 1]))
+                parts.append(infer_any(model, x[j : j + 1]))
             out = torch.cat(parts)
         else:
-            out = infer(model, x)
+            out = infer_any(model, x)
     result = {"index": np.asarray(index), "denoised": to_images(out)}
     if clean is not None:
         result |= {k: v.astype(np.float64) for k, v in block_metrics(result["denoised"], clean).items()}
     return result
 
 
-def metric_prefix(n: int, total: int) -> str:
-    """``val`` for all ``total`` blocks, ``val<n>`` for the first n."""
-    return "val" if n == total else f"val{n}"
+def metric_prefix(n: int, total: int, base: str = "val") -> str:
+    """``base`` (``val``, ``val_<source>``) for all ``total`` blocks; for the first n, ``val<n>``
+    and ``val<n>_<source>``."""
+    return base if n == total else f"val{n}{base[3:]}"
 
 
 @dataclass
@@ -118,11 +146,11 @@ class EvalResult:
     prefix: str = "val"
 
 
-def summarize(rows: list[dict], total: int, seconds: float = 0.0) -> EvalResult:
+def summarize(rows: list[dict], total: int, seconds: float = 0.0, *, prefix: str = "val") -> EvalResult:
     """Averages of per-block ``rows`` (each with ``block`` and the metrics), in block order, named
-    by how many of the ``total`` blocks they cover."""
+    by the source's ``prefix`` and by how many of its ``total`` blocks they cover."""
     rows = sorted(rows, key=lambda r: r["block"])
-    prefix = metric_prefix(len(rows), total)
+    prefix = metric_prefix(len(rows), total, prefix)
     metrics = {f"{prefix}_{k}": float(np.mean([r[k] for r in rows])) for k in METRICS}
     metrics[f"{prefix}_blocks"] = float(len(rows))
     return EvalResult(metrics, rows, seconds, prefix)
@@ -135,43 +163,45 @@ def rows_of(scored: dict[str, np.ndarray]) -> list[dict]:
     ]
 
 
+def _runs(index: Sequence[int], noisy, batch: int) -> list[list[int]]:
+    """``index`` cut into batches of at most ``batch`` consecutive blocks of one size."""
+    runs: list[list[int]] = []
+    for i in index:
+        if runs and len(runs[-1]) < batch and noisy[runs[-1][-1]].shape == noisy[i].shape:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
 def evaluate(
     model: nn.Module,
-    noisy: np.ndarray,
-    clean: np.ndarray,
+    noisy: Sequence[np.ndarray],
+    clean: Sequence[np.ndarray],
     *,
     blocks: int = 0,
+    index: Sequence[int] | None = None,
+    prefix: str = "val",
     batch: int = 8,
     seed: int = 0,
-    samples: int = 0,
-    sample_dir: str | Path | None = None,
 ) -> EvalResult:
-    """``model`` on the first ``blocks`` blocks (0: all), in this process, through :func:`score_batch`.
-
-    The first ``samples`` blocks are written to ``sample_dir`` as ``block_<i>.png``: noisy | output |
-    clean side by side. The model's mode (train or eval) is restored afterwards.
-    """
-    from orchestrator.data.files import write_png
-
+    """``model`` on the blocks ``index`` names (default: the first ``blocks``, 0: all), in this
+    process, through :func:`score_batch`; blocks may differ in size (lists of (H, W, 3) arrays).
+    Metrics are named by the source's ``prefix``; the model's mode is restored afterwards."""
     total = len(noisy)
-    n = total if blocks <= 0 else min(blocks, total)
+    if index is None:
+        index = range(total if blocks <= 0 else min(blocks, total))
     was_training = model.training
     model.eval()
     rows: list[dict] = []
     t0 = time.perf_counter()
     try:
-        for start in range(0, n, batch):
-            stop = min(start + batch, n)
-            scored = score_batch(
-                model, noisy[start:stop], clean[start:stop], np.arange(start, stop), seed=seed
-            )
-            rows += rows_of(scored)
-            for i in range(start, min(stop, samples)):
-                strip = np.concatenate([noisy[i], scored["denoised"][i - start], clean[i]], axis=1)
-                write_png(Path(sample_dir) / f"block_{i:04d}.png", strip)
+        for run in _runs(index, noisy, batch):
+            n, c = np.stack([noisy[i] for i in run]), np.stack([clean[i] for i in run])
+            rows += rows_of(score_batch(model, n, c, np.asarray(run), seed=seed))
     finally:
         model.train(was_training)
-    return summarize(rows, total, time.perf_counter() - t0)
+    return summarize(rows, total, time.perf_counter() - t0, prefix=prefix)
 
 
 def write_per_block(path: Path, rows: list[dict]) -> None:

@@ -32,7 +32,7 @@ from orchestrator.config import ConfigError, to_yaml
 from orchestrator.data.crops import CropSampler, tiles_per_image
 from orchestrator.progress import Progress
 from orchestrator.schema import NOISY, EvalConfig, TrainConfig
-from orchestrator.train.evaluation import device_for, evaluate, infer, to_tensor, write_per_block
+from orchestrator.train.evaluation import device_for, evaluate, infer, to_tensor
 from orchestrator.train.store import (
     Stage,
     StageResult,
@@ -53,8 +53,10 @@ class StageContext:
     Args:
         images: the noisy training images (or tiles read on demand), uint8 (H, W, 3).
         names: one per image, for errors.
-        validation: (noisy, clean) blocks, uint8 (N, H, W, 3), or None.
-        eval: the final evaluation's size, samples and batch.
+        validation: (noisy, clean) blocks, uint8 (N, H, W, 3), the periodic validation's (every
+            ``train.eval_every`` steps, on the first ``train.eval_blocks``), or None. A stage is
+            scored once trained by the study (:mod:`orchestrator.study.evaluate`), not here.
+        eval: the evaluation's batch size.
         shapes: (H, W) of each image when reading one is costly.
         device: '' for CUDA when there is one, else the CPU.
         on_start: called with the step training starts (or resumes) from.
@@ -123,32 +125,10 @@ def train_stage(stage: Stage, ctx: StageContext) -> StageResult:
         ctx.on_start(step)
     started = time.perf_counter()
     step = _Fit(stage, ctx, model, opt, sched, upstream).run(step)
-    metrics = _final_evaluation(stage, ctx, model)
-    train_s = time.perf_counter() - started  # this run's training and evaluation
+    train_s = time.perf_counter() - started  # this run's training
     with writing(cfg.name, stage.model_file, ckpt_dir):
-        save_model(stage, model, {"step": step, "train_s": train_s, "metrics": metrics})
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    return StageResult(cfg.name, stage.key, stage.model_file, metrics, step, train_s=train_s)
-
-
-def _final_evaluation(stage: Stage, ctx: StageContext, model: nn.Module) -> dict[str, float]:
-    """The finished model on the validation blocks (``eval.blocks``), with sample images and the
-    per-block numbers written to the stage folder."""
-    if ctx.validation is None:
-        return {}
-    e = ctx.eval
-    with writing(stage.config.name, stage.path / "samples", stage.path / "checkpoints"):
-        result = evaluate(
-            model,
-            *ctx.validation,
-            blocks=e.blocks,
-            seed=stage.config.train.seed,
-            batch=e.batch,
-            samples=e.samples,
-            sample_dir=stage.path / "samples",
-        )
-        write_per_block(stage.path / "per_block.csv", result.per_block)
-    return result.metrics
+        save_model(stage, model, {"step": step, "train_s": train_s, "metrics": {}})
+    return StageResult(cfg.name, stage.key, stage.model_file, {}, step, train_s=train_s)
 
 
 class _Fit:

@@ -21,19 +21,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from orchestrator.data.images import quantize_uint8
+
 METRICS = ("psnr", "ssim", "ssim_uniform7")
 DATA_RANGE = 255.0
 _K1, _K2 = 0.01, 0.03
-
-
-def quantize_uint8(x: np.ndarray) -> np.ndarray:
-    """``floor(x + 0.5)`` clipped to [0, 255] as uint8; uint8 input is returned unchanged."""
-    x = np.asarray(x)
-    if x.dtype == np.uint8:
-        return x
-    if not np.issubdtype(x.dtype, np.number):
-        raise TypeError(f"expected a numeric array, got {x.dtype}")
-    return np.clip(np.floor(x.astype(np.float64) + 0.5), 0, 255).astype(np.uint8)
 
 
 def _as_batch(x: np.ndarray, layout: str) -> np.ndarray:

@@ -224,20 +224,23 @@ class StageResult:
         )
 
 
+def load_stage_model(stage: Stage, *, who: str | None = None) -> nn.Module:
+    """The finished network of ``stage`` (checked against its key), in eval mode on the CPU."""
+    expected = key_config(stage.config)
+    _, state = load_finished(
+        stage.model_file, expected_key=stage.key, expected_config=expected, who=who or stage.label
+    )
+    net = build_model(stage.config.model, seed=stage.config.train.seed)
+    net.load_state_dict(state)
+    return net.eval()
+
+
 def load_upstream(stage: Stage) -> dict[str, nn.Module]:
     """The frozen networks of ``stage``'s finished upstream stages, each checked against its key."""
-    nets = {}
-    for name, up in stage.upstream.items():
-        _, state = load_finished(
-            up.model_file,
-            expected_key=up.key,
-            expected_config=key_config(up.config),
-            who=f"{stage.label}: upstream {name!r}",
-        )
-        net = build_model(up.config.model, seed=up.config.train.seed)
-        net.load_state_dict(state)
-        nets[name] = net.eval().requires_grad_(False)
-    return nets
+    return {
+        name: load_stage_model(up, who=f"{stage.label}: upstream {name!r}").requires_grad_(False)
+        for name, up in stage.upstream.items()
+    }
 
 
 def save_model(stage: Stage, model: nn.Module, meta: dict[str, Any]) -> Path:

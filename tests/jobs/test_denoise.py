@@ -14,7 +14,7 @@ from PIL import Image
 
 from jobs import denoise
 from models.registry import create_model
-from orchestrator.tools.images import ImageError, png_chunk, read_image, write_image
+from orchestrator.data.images import ImageError, png_chunk, read_image, write_image
 from orchestrator.tools.load import CheckpointError, load_denoiser
 from orchestrator.tools.tiling import denoise_image
 from tests.files import CodePayload, stage_model_file

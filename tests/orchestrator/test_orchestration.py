@@ -16,6 +16,8 @@ from jobs import ablations
 from orchestrator.data.files import read_png
 from orchestrator.data.shards import TileSet, build_shards, tile_origins
 from orchestrator.data.sidd import index_sidd
+from orchestrator.data.sources import index_training
+from orchestrator.schema import DataConfig
 from orchestrator.study.tune import StageGraphSearcher, chain_lengths
 from orchestrator.tracking import STAGE_DONE, STAGE_KEY
 
@@ -64,7 +66,8 @@ def test_patch_shards_hold_every_tile(ray_local, synthetic_tree, tmp_path):
     assert tile_origins(100, tile=40, stride=30) == [0, 30, 60]
     assert tile_origins(512, tile=512, stride=384) == [0] and tile_origins(30, tile=40, stride=30) == [0]
     index = index_sidd(synthetic_tree)
-    folder = build_shards(index.pairs, tmp_path / "s", tile=64, stride=48, progress=False)
+    items = index_training(DataConfig(root=str(synthetic_tree))).items
+    folder = build_shards(items, tmp_path / "s", tile=64, stride=48, progress=False)
     tiles = TileSet(folder, cache_bytes=64 * 64 * 3 * 2)  # a cache of two tiles: reads from disk
     img = read_png(index.pairs[1].noisy_path)  # 96 x 128: 2 x 3 tiles
     per_image = len(tile_origins(96, tile=64, stride=48)) * len(tile_origins(128, tile=64, stride=48))
@@ -73,7 +76,7 @@ def test_patch_shards_hold_every_tile(ray_local, synthetic_tree, tmp_path):
         assert np.array_equal(tiles[per_image + i], img[y : y + 64, x : x + 64])
     assert tiles.shapes[0] == (64, 64) and "tile 0" in tiles.names[0]
     mtime = (folder / "manifest.json").stat().st_mtime_ns
-    build_shards(index.pairs, folder, tile=64, stride=48, progress=False)  # complete: not cut again
+    build_shards(items, folder, tile=64, stride=48, progress=False)  # complete: not cut again
     assert (folder / "manifest.json").stat().st_mtime_ns == mtime
 
 
@@ -89,10 +92,12 @@ def test_stages_are_reused_within_and_across_jobs(ray_local, tmp_path, capsys, m
     assert parents[0].data.metrics["psnr"] > 0 and parents[0].info.status == "FINISHED"
     unet = [c for c in children if c.data.tags["denoise.stage"] == "unet"][0]
     assert parents[0].data.tags["denoise.final_run"] == unet.info.run_id
+    assert unet.data.metrics["val_psnr"] == parents[0].data.metrics["psnr"]  # scored once, logged twice
     for child in children:
         assert child.data.tags[STAGE_DONE] == "true" and child.info.status == "FINISHED"
         names = {a.path for a in client.list_artifacts(child.info.run_id)}
-        assert {"model.pt", "config.yaml", "checkpoints", "samples", "history.jsonl"} <= names
+        assert {"model.pt", "config.yaml", "checkpoints", "history.jsonl"} <= names
+        assert ("samples" in names) == (child is unet)  # the final stage's outputs on the grid's blocks
         ckpts = [a.path for a in client.list_artifacts(child.info.run_id, "checkpoints")]
         assert ckpts == ["checkpoints/step_000000002.pt", "checkpoints/step_000000004.pt"]
         history = client.get_metric_history(child.info.run_id, "loss")

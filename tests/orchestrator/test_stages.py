@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from orchestrator.config import ConfigError
-from orchestrator.data.crops import CropSampler, load_noisy, tiles_per_image
-from orchestrator.data.dataset import resolve as resolve_data
-from orchestrator.data.sidd import load_validation
+from orchestrator.data.crops import CropSampler, tiles_per_image
+from orchestrator.data.sources import index_data
 from orchestrator.study.catalogue import load_profile
 from orchestrator.study.plan import LocalData, plan, run_local
 from orchestrator.train.store import UpstreamError
@@ -31,9 +30,8 @@ def tiny_data(tmp_path_factory):
     """The tiny profile's synthetic data, generated once in SIDD's layout and read back."""
     cache = tmp_path_factory.mktemp("tiny-data")
     study = _tiny(cache)
-    index = resolve_data(study.data, progress=False)
-    images, names = load_noisy(index.pairs, progress=False)
-    return cache, index, LocalData(images, names, load_validation(index))
+    data = index_data(study.data)
+    return cache, data.train, LocalData.of(data)
 
 
 def _tiny(cache, *extra):
@@ -84,7 +82,7 @@ def test_resume_inside_stage_two_is_bit_identical(tiny_data, tmp_path):
     history = [json.loads(line) for line in (lan_dir / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history] == [1, 2, 3, 4, 5, 6]  # no step twice after the resume
     assert "val4_psnr" in history[2] and "val_psnr" not in history[2]  # a subset is named as one
-    assert resumed["ssid"]["unet"].metrics["val_blocks"] == len(data.validation[0])
+    assert resumed["ssid"]["unet"].steps == 6 and not resumed["ssid"]["unet"].reused
 
 
 def test_missing_or_foreign_upstream_fails_before_training(tiny_data, tmp_path):

@@ -63,6 +63,7 @@ def _first(tree: Path, pattern: str) -> Path:
 def _image(tmp: Path, name: str, pixels: np.ndarray) -> Path:
     from PIL import Image
 
+    tmp.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(tmp / name)
     return tmp / name
 
@@ -214,6 +215,67 @@ def _foreign_state(tmp: Path) -> str:
     return str(tmp / "m.pt")
 
 
+def _own(kind: str, build: Callable[[Path], Path], *extra: str, job: str = "ablations"):
+    """A job's command line with ``--<kind>-data`` naming the source ``build`` writes."""
+
+    def argv(tmp: Path) -> list[str]:
+        flag = f"--{kind}-data"
+        base = [flag, build(tmp), "--out", str(tmp / "out")]
+        if kind == "eval":  # a good training folder beside it
+            _image(tmp / "train", "good.png", np.full((40, 40, 3), 128, np.uint8))
+            base += ["--train-data", f"folder:{tmp / 'train'}"]
+        if job == "correlation":
+            return [*base, "--no-tracking"]
+        return [*base, "--tracking-uri", f"sqlite:///{tmp}/m.db", *extra]
+
+    return argv
+
+
+def _empty_folder(tmp: Path) -> str:
+    (tmp / "photos").mkdir()
+    (tmp / "photos" / "notes.txt").write_text("no image here")
+    return f"folder:{tmp / 'photos'}"
+
+
+def _bad_photos(tmp: Path) -> str:
+    """A truncated PNG, a JPEG cut short, a grayscale and an RGBA PNG, beside a good one."""
+    d = tmp / "photos"
+    d.mkdir()
+    good = np.full((40, 40, 3), 128, np.uint8)
+    _image(d, "good.png", good)
+    _image(d, "cut.png", good)
+    (d / "cut.png").write_bytes((d / "cut.png").read_bytes()[:60])
+    _image(d, "short.jpg", good)
+    (d / "short.jpg").write_bytes((d / "short.jpg").read_bytes()[:300])
+    _image(d, "gray.png", np.full((40, 40), 128, np.uint8))
+    _image(d, "alpha.png", np.full((40, 40, 4), 128, np.uint8))
+    return f"folder:{d}"
+
+
+def _pairs(tmp: Path, noisy_shape=(40, 40), names=("a.png",), clean_names=None) -> Path:
+    for half, shape, files in (("noisy", noisy_shape, names), ("clean", (40, 40), clean_names or names)):
+        (tmp / "pairs" / half).mkdir(parents=True, exist_ok=True)
+        for n in files:
+            _image(tmp / "pairs" / half, n, np.full((*shape, 3), 100, np.uint8))
+    return tmp / "pairs"
+
+
+def _pairs_sizes(tmp: Path) -> str:
+    return f"pairs:{_pairs(tmp, noisy_shape=(40, 48))}"
+
+
+def _pairs_unmatched(tmp: Path) -> str:
+    return f"pairs:{_pairs(tmp, names=('a.png', 'b.png'), clean_names=('a.png', 'c.png'))}"
+
+
+def _pairs_pattern(tmp: Path) -> str:
+    return f"pairs:{_pairs(tmp)}"
+
+
+def _same_names(tmp: Path) -> str:
+    return f"x=pairs:{_pairs(tmp)}"
+
+
 CASES: list[Case] = [
     # -- datasets
     Case("ablations", "datasets", "`--data` is not a SIDD tree", _data(_not_sidd)),
@@ -227,6 +289,50 @@ CASES: list[Case] = [
     Case("ablations", "datasets", "a `.mat` file cut short", _data(_mat_damaged)),
     Case("ablations", "datasets", "validation blocks stored as float32", _data(_mat_float)),
     Case("correlation", "datasets", "a truncated PNG, with `--strict`", _data(_truncated_png, "correlation")),
+    # -- your own data
+    Case(
+        "ablations",
+        "your own data",
+        "`--train-data` of an unknown source",
+        _own("train", lambda t: f"photos:{t}"),
+    ),
+    Case("ablations", "your own data", "an empty folder", _own("train", _empty_folder)),
+    Case(
+        "ablations",
+        "your own data",
+        "a truncated PNG and JPEG, a grayscale and an RGBA image",
+        _own("train", _bad_photos),
+    ),
+    Case("ablations", "your own data", "noisy and clean of different sizes", _own("eval", _pairs_sizes)),
+    Case("ablations", "your own data", "pairs with a half missing", _own("eval", _pairs_unmatched)),
+    Case(
+        "ablations",
+        "your own data",
+        "name patterns that match nothing",
+        _own(
+            "eval",
+            _pairs_pattern,
+            "--set",
+            "data.pairs.noisy_pattern=*_real.png",
+            "--set",
+            "data.pairs.clean_pattern=*_mean.png",
+        ),
+    ),
+    Case(
+        "ablations",
+        "your own data",
+        "two evaluation sources of the same name",
+        _own("eval", _same_names, "--eval-data", "x=sidd:"),
+    ),
+    Case(
+        "ablations", "your own data", "a folder (no clean image) to evaluate on", _own("eval", _empty_folder)
+    ),
+    Case(
+        "correlation",
+        "your own data",
+        "a source without clean images",
+        _own("train", _empty_folder, job="correlation"),
+    ),
     # -- configs
     Case("ablations", "configs", "`--set` of an unknown key", _study("--set", "train.ssid.stesp=10")),
     Case(
@@ -461,7 +567,7 @@ ERROR_MODULES = (
     "orchestrator.train.store",
     "orchestrator.study.records",
     "orchestrator.correlation.job",
-    "orchestrator.tools.images",
+    "orchestrator.data.images",
     "orchestrator.tools.load",
 )
 

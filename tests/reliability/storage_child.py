@@ -11,9 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.data.crops import load_noisy
-from orchestrator.data.dataset import resolve as resolve_data
-from orchestrator.data.sidd import load_validation
+from orchestrator.data.sources import index_data
 from orchestrator.study.catalogue import load_profile
 from orchestrator.study.plan import LocalData, plan, run_local
 from orchestrator.train.store import StorageError
@@ -48,9 +46,8 @@ def _fill(folder: Path) -> Path:
 
 def main(mode: str, work: Path, cache: Path) -> None:
     study = load_profile("tiny", [f"data.cache_dir={cache}", *SETS])
-    index = resolve_data(study.data, progress=False)
-    images, names = load_noisy(index.pairs, progress=False)
-    data = LocalData(images, names, load_validation(index))
+    found = index_data(study.data)
+    index, data = found.train, LocalData.of(found)
 
     straight = run_local(study, plan(study, index, store=work / "straight"), data, progress=False)
 

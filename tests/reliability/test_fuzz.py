@@ -22,12 +22,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from orchestrator.config import ConfigError, build, flatten, to_dict
-from orchestrator.data import files
+from orchestrator.data import files, images
 from orchestrator.data.files import DatasetError
 from orchestrator.schema import CorrelationConfig, DemoConfig, StudyConfig
 from orchestrator.study.catalogue import catalogue, load_profile, resolve, selected
 from orchestrator.study.sweep import load_sweep, variants
-from orchestrator.tools import images
 from tests.files import with_ihdr
 
 _COMMON = {"deadline": None, "database": None, "suppress_health_check": [HealthCheck.too_slow]}

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from orchestrator.errors import InputError
-from orchestrator.train.metrics import quantize_uint8
 
 __all__ = [
     "ImageError",
@@ -25,6 +25,10 @@ __all__ = [
     "to_model_range",
     "from_model_range",
     "png_chunk",
+    "probe",
+    "ImageInfo",
+    "quantize_uint8",
+    "to_uint8",
 ]
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -97,6 +101,21 @@ def write_image(path: str | Path, pixels: np.ndarray) -> None:
 
         kwargs = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
         Image.fromarray(pixels).save(path, **kwargs)
+
+
+def quantize_uint8(x: np.ndarray) -> np.ndarray:
+    """``floor(x + 0.5)`` clipped to [0, 255] as uint8; uint8 input is returned unchanged."""
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        return x
+    if not np.issubdtype(x.dtype, np.number):
+        raise TypeError(f"expected a numeric array, got {x.dtype}")
+    return np.clip(np.floor(x.astype(np.float64) + 0.5), 0, 255).astype(np.uint8)
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """8-bit pixels as they are; 16-bit ones rounded to 8 bits (``x / 257``, half up)."""
+    return quantize_uint8(to_model_range(pixels)) if pixels.dtype == np.uint16 else pixels
 
 
 def to_model_range(pixels: np.ndarray) -> np.ndarray:
@@ -187,6 +206,77 @@ def _unfilter(kind: int, line: np.ndarray, prev: np.ndarray, bpp: int, path: Pat
             pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
             cur[i] = (cur[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
     return np.frombuffer(bytes(cur), np.uint8)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image's header says: size, channels, bits per channel."""
+
+    height: int
+    width: int
+    channels: int
+    bits: int
+
+
+def probe(path: str | Path) -> ImageInfo:
+    """The header of an image file, checked without decoding its pixels: a PNG's every chunk CRC up
+    to its end, a JPEG's end marker, a TIFF's pixel data inside the file. Raises :class:`ImageError`
+    naming the file for anything :func:`read_image` would refuse (unreadable, truncated, corrupt,
+    one channel, an alpha channel, not 8 or 16 bits)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ImageError(path, f"unsupported file type {suffix!r}; expected one of {list(SUFFIXES)}")
+    try:
+        info = _probe_tiff(path) if suffix in (".tif", ".tiff") else _probe_pillow(path, suffix)
+    except ImageError:
+        raise
+    except Exception as exc:  # every decoder's own error type
+        raise ImageError(path, f"cannot be read as an image ({type(exc).__name__}: {exc})") from None
+    if info.channels == 1:
+        raise ImageError(path, "one channel (grayscale); the denoisers take three-channel sRGB")
+    if info.channels == 4 or info.channels == 2:
+        raise ImageError(path, "has an alpha channel; save it as RGB without alpha first")
+    if info.channels != 3 or info.bits not in (8, 16):
+        raise ImageError(path, f"{info.channels} channels of {info.bits} bits; expected 3 of 8 or 16")
+    return info
+
+
+def _probe_pillow(path: Path, suffix: str) -> ImageInfo:
+    from PIL import Image
+
+    data = path.read_bytes()
+    if suffix in (".jpg", ".jpeg") and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise ImageError(path, "truncated JPEG (no end-of-image marker)")
+    if suffix == ".png":
+        if data[:8] != _PNG_SIG:
+            raise ImageError(path, "not a PNG file (bad signature)")
+        kinds = [kind for kind, _ in _chunks(data, path)]  # every CRC checked
+        if b"IEND" not in kinds:
+            raise ImageError(path, "truncated PNG (no IEND chunk)")
+        if b"tRNS" in kinds:
+            raise ImageError(path, "has an alpha channel; save it as RGB without alpha first")
+        width, height, bits, color = struct.unpack(">IIBB", data[16:26])
+        channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(color, 0)
+        return ImageInfo(height, width, channels, 8 if color == 3 else bits)
+    with Image.open(path) as im:
+        mode, (width, height) = im.mode, im.size
+    channels = {"L": 1, "1": 1, "I;16": 1, "RGB": 3, "YCbCr": 3, "RGBA": 4, "CMYK": 4, "LA": 2}.get(mode, 0)
+    return ImageInfo(height, width, channels, 8)
+
+
+def _probe_tiff(path: Path) -> ImageInfo:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        size = path.stat().st_size
+        ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=True)]
+        if not ends or max(ends) > size:
+            raise ImageError(path, f"truncated TIFF (pixel data runs past byte {size})")
+        shape = page.shape
+        channels = shape[2] if len(shape) == 3 else 1
+        return ImageInfo(shape[0], shape[1], channels, page.dtype.itemsize * 8)
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:

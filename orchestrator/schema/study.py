@@ -1,0 +1,131 @@
+"""A study's config: the ablations, their training per family, evaluation, trials, Ray, MLflow;
+and a sweep file's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from orchestrator.schema.data import DataConfig
+from orchestrator.schema.stage import OptimConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Where Ray runs. ``address`` empty: ``RAY_ADDRESS`` if set (as under ``ray job submit``),
+    else an embedded local Ray with ``num_cpus`` CPUs (0: all of this machine's)."""
+
+    address: str = ""
+    num_cpus: int = 0
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """How each stage runs as a Ray Tune trial.
+
+    ``cpu``/``gpu``: resources of one trial (``gpu`` unset: 1 when the cluster has GPUs, else 0;
+    fractions share a device). ``custom``: extra Ray resources, e.g. ``{accelerator_h100: 1}``.
+    ``max_failures``: retries of a failed trial, each from its last checkpoint. ``storage``: Tune's
+    storage path, shared by every node on a cluster (empty: ``<out>/ray_results``).
+    ``report_every``: steps between two results reported to Tune (and buffered for MLflow, which
+    receives them at each checkpoint). ``tile_cache_mb``: tiles a trial keeps in memory.
+    ``max_concurrent``: trials at once (0: as many as the resources allow).
+    """
+
+    cpu: float = 1.0
+    gpu: float | None = None
+    custom: dict[str, float] = field(default_factory=dict)
+    max_failures: int = 2
+    storage: str = ""
+    report_every: int = 10
+    tile_cache_mb: int = 1024
+    max_concurrent: int = 0
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow. ``uri`` empty: ``sqlite:///<cwd>/mlflow.db``; relative paths are made absolute.
+    ``wait_s``: how long a finished stage waits for an unreachable tracking server before its
+    trial fails (metrics and checkpoints are queued meanwhile, never dropped)."""
+
+    enabled: bool = True
+    uri: str = ""
+    experiment: str = "noise-correlation"
+    wait_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Final evaluation on the validation blocks: ``blocks`` 0 means all of them (the result);
+    ``samples`` blocks are saved as images."""
+
+    blocks: int = 0
+    samples: int = 4
+    batch: int = 8
+
+
+def _paper_train() -> dict[str, TrainConfig]:
+    ssid = TrainConfig(steps=400_000, batch=8, patch=256, optim=OptimConfig(lr=3e-4, schedule="cosine"))
+    step = OptimConfig(lr=1e-4, schedule="step", decay_epochs=8)
+    lg = TrainConfig(epochs=20, batch=8, patch=256, optim=step)
+    ap = TrainConfig(epochs=20, batch=8, patch=120, augment=("hflip", "rot90"), optim=step)
+    return {"ssid": ssid, "lgbpn": lg, "apbsn": ap}
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A set of ablations trained under one profile.
+
+    ``ablations``: catalogue names (empty: all). ``train``: per family. ``models``: default keyword
+    arguments per registered model name. ``overrides``: per ablation, nested stage values.
+    ``custom``: extra ablations, each ``{family, description, overrides}`` like a catalogue entry.
+    ``stages``: train only these stage names (empty: all); the others must already be finished.
+    ``pretrained``: ``<ablation>: {<stage>: <a finished model.pt>}`` used instead of training it
+    (``--set pretrained.ssid.bnn=runs/stages/bnn-.../model.pt``).
+    ``name``: the study's name (MLflow experiment). ``trial``: resources and retries of each stage's
+    Tune trial. ``ray``: where Ray runs. ``tracking``: MLflow (``experiment`` empty: the name).
+    """
+
+    profile: str = "paper"
+    ablations: tuple[str, ...] = ()
+    out: str = "runs"
+    data: DataConfig = DataConfig()
+    eval: EvalConfig = EvalConfig()
+    train: dict[str, TrainConfig] = field(default_factory=_paper_train)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    custom: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stages: tuple[str, ...] = ()
+    pretrained: dict[str, dict[str, str]] = field(default_factory=dict)
+    name: str = ""
+    trial: TrialConfig = TrialConfig()
+    ray: RayConfig = RayConfig()
+    tracking: TrackingConfig = TrackingConfig(experiment="")
+
+    @property
+    def study_name(self) -> str:
+        """The MLflow experiment and Tune experiment prefix: ``name``, else ``ablations-<profile>``."""
+        return self.name or f"ablations-{self.profile}"
+
+
+@dataclass(frozen=True)
+class AshaConfig:
+    """Asynchronous successive halving over each stage trial's reported ``metric`` (``loss`` is
+    reported every ``trial.report_every`` steps; ``val<n>_psnr`` every ``eval_every``)."""
+
+    metric: str = "loss"
+    mode: Literal["min", "max"] = "min"
+    grace_period: int = 10
+    reduction_factor: float = 2.0
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep file (``jobs/sweep.py --space``): ablations, a search space over dotted keys, the
+    number of random draws, and optional early stopping (:mod:`orchestrator.study.sweep`)."""
+
+    ablations: tuple[str, ...] = ()
+    samples: int = 1
+    seed: int = 0
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    asha: AshaConfig | None = None
