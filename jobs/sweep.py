@@ -5,8 +5,11 @@
 
 The sweep file gives the search space over dotted config keys (grid, choice, uniform,
 loguniform, randint, quniform), the number of random samples, and optionally ASHA early stopping;
-see ``orchestrator/study/sweep.py``. Every variant is reported as ``<ablation>[<values>]`` in the table
-and as a parent run in MLflow (experiment ``sweep-<file name>``). Stages that a variant's values
+see ``orchestrator/study/sweep.py``. The best configuration is chosen on the evaluation
+source's selection subset (``eval.select``, 4 unless the sweep file or ``--set`` says otherwise)
+and reported on the rest, with its interval, in the table's last line. Every variant is reported
+as ``<ablation>[<values>]`` in the table and as a parent run in MLflow (experiment
+``sweep-<file name>``). Stages that a variant's values
 do not change are trained once for all of them, and a rerun trains only what is missing.
 """
 
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep = load_sweep(args.space)
         if args.ablations:
             sweep = replace(sweep, ablations=tuple(args.ablations.split(",")))
-        flags = [f"name={json.dumps(name)}", *run_overrides(args, STUDY_FLAGS)]
+        flags = [f"name={json.dumps(name)}", f"eval.select={sweep.select}", *run_overrides(args, STUDY_FLAGS)]
         base = load_profile(args.profile, [*flags, *args.overrides])
         studies = [replace(v, resolved=resolve_all(v.study)) for v in variants(base, sweep)]
     except JOB_ERRORS as exc:

@@ -67,13 +67,22 @@ def loss_arguments(name: str) -> list[str]:
 
 
 def local_std(img: torch.Tensor, window: int = 7) -> torch.Tensor:
-    """Std of the channel mean over a ``window`` x ``window`` reflect-padded window, (B, 1, H, W)."""
+    """Std of the channel mean over a ``window`` x ``window`` reflect-padded window, (B, 1, H, W).
+
+    Two passes, as SSID's ``generate_alpha`` computes it: each window's mean first, then the mean
+    of the squared deviations from it (population std). The one-pass ``E[x^2] - E[x]^2`` cancels
+    in float32 where a window is nearly flat (pixel values near 200 vary by hundredths), which
+    moved the weight by up to 0.03 there."""
     m = img.mean(1, keepdim=True)
     p = window // 2
     padded = F.pad(m, (p, p, p, p), mode="reflect")
     mean = F.avg_pool2d(padded, window, stride=1)
-    mean_sq = F.avg_pool2d(padded * padded, window, stride=1)
-    return (mean_sq - mean * mean).clamp_min(0).sqrt()
+    h, w = m.shape[-2:]
+    squares = torch.zeros_like(mean)
+    for dy in range(window):
+        for dx in range(window):
+            squares += (padded[..., dy : dy + h, dx : dx + w] - mean).square()
+    return (squares / (window * window)).sqrt()
 
 
 def adaptive_weight(bnn_out: torch.Tensor, *, lower: float = 1.0, upper: float = 5.0) -> torch.Tensor:

@@ -61,7 +61,7 @@ def resolve_config(cls: type[T], args: argparse.Namespace, flags: Iterable[str] 
 DATA_FLAGS = {"data": "data.root", "train_data": "data.train", "eval_data": "data.eval"}
 RUN_FLAGS = DATA_FLAGS | {"out": "out", "tracking_uri": "tracking.uri"}
 # ... and for the jobs that run a study as Tune trials.
-STUDY_FLAGS = RUN_FLAGS | {"storage": "trial.storage"}
+STUDY_FLAGS = RUN_FLAGS | {"storage": "trial.storage", "seeds": "seeds"}
 
 
 def add_data_arguments(ap: argparse.ArgumentParser, *, train: bool = True) -> None:
@@ -98,6 +98,12 @@ def add_study_arguments(ap: argparse.ArgumentParser, *, out: str) -> None:
     ap.add_argument("--profile", default="smoke", help="smoke (CPU-sized, default), paper, or a YAML file")
     add_run_arguments(ap, out=out)
     ap.add_argument("--storage", metavar="DIR_OR_URI", help="Tune's storage path (default OUT/ray_results)")
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="train each ablation with N seeds: the table's mean, std and interval cover them (study.seeds)",
+    )
 
 
 def run_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:

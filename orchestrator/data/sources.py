@@ -132,6 +132,28 @@ class EvalSet:
     def __len__(self) -> int:
         return len(self.noisy)
 
+    def split(self, select: int) -> tuple[np.ndarray, np.ndarray]:
+        """(selection blocks, reported blocks) by whole images: with the source's images numbered
+        0, 1, ... in the order of their ids, image r is in the selection subset when
+        ``r % select == 0`` (one image in ``select``; image 0 always), every other image is
+        reported. ``select`` 0: no selection subset, every block reported.
+
+        Raises:
+            ConfigError: ``select`` > 0 and the source has fewer than two images.
+        """
+        every = np.arange(len(self))
+        if select <= 0:
+            return every[:0], every
+        ids = np.unique(self.image)
+        if len(ids) < 2:
+            raise ConfigError(
+                "eval.select",
+                f"evaluation source {self.name!r} ({self.spec}) has {len(ids)} image(s); a selection "
+                "subset takes whole images and needs at least 2 (or set eval.select=0)",
+            )
+        chosen = np.isin(self.image, ids[np.arange(len(ids)) % select == 0])
+        return every[chosen], every[~chosen]
+
 
 @dataclass(frozen=True)
 class SourceKind:
@@ -251,7 +273,7 @@ def evaluation_sources(cfg: DataConfig) -> list[SourceSpec]:
             raise ConfigError(
                 f"data.eval[{i}]",
                 f"{s}: a {s.kind!r} source has no clean images, so it cannot be evaluated on "
-                f"(sources with clean images: {[k for k, v in SOURCES.items() if v.evaluate]})",
+                f"(sources with clean images: {sorted(k for k, v in SOURCES.items() if v.evaluate)})",
             )
         if s.name in names[:i]:
             raise ConfigError(

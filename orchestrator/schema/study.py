@@ -56,12 +56,31 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Final evaluation on the validation blocks: ``blocks`` 0 means all of them (the result);
-    ``samples`` blocks are saved as images."""
+    """How a study scores its models (``docs/METRICS.md``).
+
+    ``select`` > 0: checkpoint selection without leakage. In each evaluation source the images
+    whose index is a multiple of ``select`` form the selection subset, the others the reported
+    subset; trials validate on the first source's selection subset every ``train.eval_every``
+    steps and keep the best checkpoint by PSNR, which is reported on the reported subset beside the
+    last one. 0: no selection; the last checkpoint is scored on every block.
+    ``blocks`` > 0: only the first ``blocks`` reported blocks (named ``val<n>_*``); 0: all.
+    ``references``: classical rows scored beside the models (``noisy input``, ``nlm``, ``bm3d``).
+    ``resamples``: of the bootstrap intervals (95 %, seeded). ``samples``: blocks shown per model
+    (the most textured). ``batch``: blocks per evaluation batch.
+    """
 
     blocks: int = 0
     samples: int = 4
     batch: int = 8
+    select: int = 0
+    references: tuple[Literal["noisy input", "nlm", "bm3d"], ...] = ("noisy input", "nlm", "bm3d")
+    resamples: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.select < 0 or self.select == 1:
+            raise ValueError(f"select must be 0 (off) or >= 2 (one image in select), got {self.select}")
+        if self.resamples < 100:
+            raise ValueError(f"resamples must be >= 100, got {self.resamples}")
 
 
 def _paper_train() -> dict[str, TrainConfig]:
@@ -81,7 +100,9 @@ class StudyConfig:
     ``custom``: extra ablations, each ``{family, description, overrides}`` like a catalogue entry.
     ``stages``: train only these stage names (empty: all); the others must already be finished.
     ``pretrained``: ``<ablation>: {<stage>: <a finished model.pt>}`` used instead of training it
-    (``--set pretrained.ssid.bnn=runs/stages/bnn-.../model.pt``).
+    (``--set pretrained.ssid.bnn=runs/stages/bnn-.../model.pt``). ``seeds``: train every chosen
+    ablation with this many seeds (``train.seed``, ``train.seed + 1``, ...): distinct stage keys,
+    and the table's mean, std and interval over them (``--seeds``).
     ``name``: the study's name (MLflow experiment). ``trial``: resources and retries of each stage's
     Tune trial. ``ray``: where Ray runs. ``tracking``: MLflow (``experiment`` empty: the name).
     """
@@ -97,10 +118,15 @@ class StudyConfig:
     custom: dict[str, dict[str, Any]] = field(default_factory=dict)
     stages: tuple[str, ...] = ()
     pretrained: dict[str, dict[str, str]] = field(default_factory=dict)
+    seeds: int = 1
     name: str = ""
     trial: TrialConfig = TrialConfig()
     ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig(experiment="")
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
 
     @property
     def study_name(self) -> str:
@@ -111,7 +137,8 @@ class StudyConfig:
 @dataclass(frozen=True)
 class AshaConfig:
     """Asynchronous successive halving over each stage trial's reported ``metric`` (``loss`` is
-    reported every ``trial.report_every`` steps; ``val<n>_psnr`` every ``eval_every``)."""
+    reported every ``trial.report_every`` steps; ``val<n>_psnr`` every ``eval_every``, and
+    ``sel_psnr`` (the selection subset) with ``eval.select``)."""
 
     metric: str = "loss"
     mode: Literal["min", "max"] = "min"
@@ -122,9 +149,13 @@ class AshaConfig:
 @dataclass(frozen=True)
 class SweepConfig:
     """A sweep file (``jobs/sweep.py --space``): ablations, a search space over dotted keys, the
-    number of random draws, and optional early stopping (:mod:`orchestrator.study.sweep`)."""
+    number of random draws, and optional early stopping (:mod:`orchestrator.study.sweep`).
+    ``select``: the ``eval.select`` a sweep runs with unless ``--set eval.select=...`` says
+    otherwise: the best configuration is chosen on the selection subset and reported on the rest
+    (0: chosen on the reported blocks themselves, which the verdict then says)."""
 
     ablations: tuple[str, ...] = ()
+    select: int = 4
     samples: int = 1
     seed: int = 0
     space: dict[str, dict[str, Any]] = field(default_factory=dict)

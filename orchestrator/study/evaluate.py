@@ -1,38 +1,48 @@
-"""A study's final evaluation: each ablation's final model, and the reference methods, on every
-evaluation source, through the one evaluation path on a Ray Data actor pool, cached.
+"""A study's final scores: every model (the last and the selected checkpoint of each ablation's
+final stage, per seed) and every reference method, on every evaluation source, in one Ray Data
+pass through the one evaluation path, cached.
 
-Scores are per block (PSNR, SSIM, SSIM-uniform7 in block order), so the report can average them,
-bootstrap them over images and compare two methods block by block. They are cached under
-``OUT/evaluations/<source>-<source key>/`` by the model's stage key (and checkpoint) or the
-reference's name: an evaluation source added later scores only what it has not scored, and a
-rerun scores nothing. A stage's content key does not depend on the evaluation sources, so adding
-one never retrains anything.
+Scores are per block (PSNR, SSIM, SSIM-uniform7), so the report can average them, bootstrap them
+over images and compare two methods block by block. They are cached under
+``OUT/evaluations/<source>-<source key>/<name>-<blocks>.npz``: a model by its stage key and checkpoint, a
+reference by its name. A rerun scores nothing; an evaluation source added later scores only
+itself; a stage's key does not depend on the evaluation sources, so nothing retrains.
 
-The sample blocks shown in the comparison grid are the most textured of the first source (the
-highest mean gradient magnitude of the clean block, :func:`textured_blocks`); their outputs are
-computed again in this process by the same path, with the same per-block seeds, as the pool's.
+All the scoring left to do runs as one Ray Data dataset of (job, block) rows on an actor pool (one
+actor per GPU of the cluster, or per CPU locally): each actor holds the sources once and loads a
+job's model the first time it meets it. A block's output depends neither on its batch nor on its
+actor (R3 is seeded per block), so the scores equal those of ``jobs/evaluate.py``.
+
+The sample blocks of the comparison grid are the most textured of the first source's reported
+blocks (:func:`textured_blocks`); their outputs are computed again in this process by the same
+path, with the same per-block seeds, as the pool's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
+from orchestrator.cluster import prompt_dispatch, quiet_ray_data
 from orchestrator.data.sources import EvalSet
 from orchestrator.progress import Progress
-from orchestrator.train.evaluation import score_batch
+from orchestrator.train.evaluation import device_for, score_batch
 from orchestrator.train.metrics import METRICS
 
-__all__ = ["Scores", "StudyEvaluation", "textured_blocks"]
+__all__ = ["Scores", "Job", "StudyEvaluation", "selection_key", "textured_blocks", "sample_strips"]
 
 
 @dataclass
 class Scores:
-    """Per-block scores of one method on one source's blocks ``block``, and the time they took."""
+    """Per-block scores of one method on blocks ``block`` of one source, and the seconds of
+    compute they took (summed over the workers)."""
 
     block: np.ndarray
     values: dict[str, np.ndarray]  # metric -> (blocks,)
@@ -58,6 +68,24 @@ class Scores:
             return cls(z["block"], {k: z[k] for k in METRICS}, float(z["seconds"]))
 
 
+@dataclass(frozen=True)
+class Job:
+    """Scores to compute: ``model`` (a ``model.pt``-like file, or ``ref:<method>``) on the blocks
+    ``index`` of source ``source``, R3 seeded by ``seed``; cached as ``name``."""
+
+    name: str
+    model: str
+    source: str
+    index: tuple[int, ...]
+    seed: int = 0
+
+
+def selection_key(source: EvalSet, select: int) -> str:
+    """The name of ``source``'s selection subset under ``eval.select = select``: its content key
+    and the rule (:meth:`EvalSet.split`)."""
+    return hashlib.sha256(f"{source.key}:images%{select}==0".encode()).hexdigest()
+
+
 def textured_blocks(source: EvalSet, count: int, index: np.ndarray | None = None) -> list[int]:
     """The ``count`` blocks (among ``index``) whose clean block has the highest mean gradient
     magnitude: where denoisers differ most visibly (flat blocks look alike under any of them)."""
@@ -71,6 +99,66 @@ def textured_blocks(source: EvalSet, count: int, index: np.ndarray | None = None
     return sorted(ranked[: max(0, count)])
 
 
+def load_model(spec: str) -> nn.Module:
+    """The network a job names: ``ref:<method>`` (:mod:`orchestrator.study.references`), or a file
+    (a stage's ``model.pt`` or a selected checkpoint written like one)."""
+    if spec.startswith("ref:"):
+        from orchestrator.study.references import reference
+
+        return reference(spec[len("ref:") :])
+    from orchestrator.tools.load import load_denoiser
+
+    return load_denoiser(spec).model
+
+
+class StudyScorer:
+    """Ray Data actor: scores (job, block) rows; holds the sources and each job's model once."""
+
+    def __init__(self, jobs: list[Job], sources, threads: int = 1):
+        import ray
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.jobs = jobs
+        self.sources = ray.get(sources) if isinstance(sources, ray.ObjectRef) else sources
+        self.models: dict[str, nn.Module] = {}
+
+    def _model(self, spec: str) -> nn.Module:
+        if spec not in self.models:
+            self.models[spec] = load_model(spec).to(device_for()).eval()
+        return self.models[spec]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out: dict[str, list] = defaultdict(list)
+        rows = list(zip(batch["job"].tolist(), batch["block"].tolist(), strict=True))
+        start = 0
+        while start < len(rows):
+            j, first = rows[start]
+            noisy, clean = self.sources[self.jobs[j].source]
+            stop = start + 1
+            while (
+                stop < len(rows) and rows[stop][0] == j and noisy[rows[stop][1]].shape == noisy[first].shape
+            ):
+                stop += 1
+            index = np.array([b for _, b in rows[start:stop]])
+            t0 = time.perf_counter()
+            scored = score_batch(
+                self._model(self.jobs[j].model),
+                np.stack([noisy[i] for i in index]),
+                np.stack([clean[i] for i in index]),
+                index,
+                seed=self.jobs[j].seed,
+            )
+            share = (time.perf_counter() - t0) / len(index)
+            out["job"] += [j] * len(index)
+            out["block"] += index.tolist()
+            out["seconds"] += [share] * len(index)
+            for k in METRICS:
+                out[k] += scored[k].tolist()
+            start = stop
+        return {k: np.asarray(v) for k, v in out.items()}
+
+
 class StudyEvaluation:
     """The final scores of a study, computed on a Ray Data actor pool when not cached.
 
@@ -78,7 +166,7 @@ class StudyEvaluation:
         out: the study's output folder (the cache is ``out/evaluations``).
         sources: the evaluation sources.
         batch, workers, gpus_per_worker: the pool (one actor per worker).
-        progress: print a line per method and source scored.
+        progress: print what is scored.
     """
 
     def __init__(
@@ -91,41 +179,67 @@ class StudyEvaluation:
         gpus_per_worker: float,
         progress: bool = True,
     ):
-        self.out, self.sources, self.progress = out / "evaluations", sources, progress
-        self.pool = {"batch": batch, "workers": workers, "gpus_per_worker": gpus_per_worker}
+        self.out, self.progress = out / "evaluations", progress
+        self.sources = {s.name: s for s in sources}
+        self.batch, self.workers, self.gpus = batch, workers, gpus_per_worker
 
-    def _path(self, source: EvalSet, name: str) -> Path:
-        return self.out / f"{source.name}-{source.key[:12]}" / f"{name}.npz"
+    def _path(self, job: Job) -> Path:
+        source = self.sources[job.source]
+        blocks = hashlib.sha256(np.asarray(job.index, dtype=np.int64).tobytes()).hexdigest()[:8]
+        return self.out / f"{source.name}-{source.key[:12]}" / f"{job.name}-{blocks}.npz"
 
-    def scores(
-        self, name: str, model: nn.Module | None, source: EvalSet, index: np.ndarray, *, seed: int
-    ) -> Scores:
-        """The scores of ``model`` (cached as ``name``) on the blocks ``index`` of ``source``.
-        ``model`` may be None when the scores are known to be cached."""
-        path = self._path(source, name)
+    def _cached(self, job: Job) -> Scores | None:
+        path = self._path(job)
         if path.is_file():
-            cached = Scores.load(path)
-            if np.array_equal(cached.block, index):
-                return cached
-        if model is None:
-            raise FileNotFoundError(f"{path}: no cached scores and no model to compute them")
-        from orchestrator.tools.evaluate import evaluate_blocks
+            found = Scores.load(path)
+            if np.array_equal(found.block, np.asarray(job.index)):
+                return found
+        return None
 
-        bar = Progress(f"score {name} on {source.name}", 1) if self.progress else None
-        t0 = time.perf_counter()
-        result = evaluate_blocks(
-            model, source.noisy, source.clean, index=index, seed=seed, progress=False, **self.pool
+    def run(self, jobs: list[Job]) -> dict[Job, Scores]:
+        """The scores of every job: from the cache, the rest computed in one pass."""
+        done = {j: s for j in jobs if (s := self._cached(j)) is not None}
+        todo = [j for j in jobs if j not in done]
+        if todo:
+            done |= self._compute(todo)
+        return done
+
+    def _compute(self, todo: list[Job]) -> dict[Job, Scores]:
+        import ray
+
+        quiet_ray_data()
+        prompt_dispatch()
+        blocks = sum(len(j.index) for j in todo)
+        bar = Progress(f"score {len(todo)} model(s) x source(s), {blocks} blocks", blocks, every_s=10.0)
+        sources = ray.put({n: (s.noisy, s.clean) for n, s in self.sources.items()})
+        items = [{"job": k, "block": i} for k, j in enumerate(todo) for i in j.index]
+        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // self.batch, 200)))
+        ds = ds.map_batches(
+            StudyScorer,
+            fn_constructor_kwargs={"jobs": todo, "sources": sources},
+            batch_size=self.batch,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(self.workers, len(items)))),
+            num_gpus=self.gpus,
+            num_cpus=0 if self.gpus > 0 else 1,
         )
-        rows = result.per_block
-        scores = Scores(
-            np.array([r["block"] for r in rows]),
-            {k: np.array([r[k] for r in rows]) for k in METRICS},
-            time.perf_counter() - t0,
-        )
-        scores.save(path)
-        if bar:
-            bar.update(note=f"PSNR {scores.mean():.3f} dB, {scores.seconds:.1f} s")
-        return scores
+        rows: dict[int, list] = defaultdict(list)
+        for got in ds.iter_batches(batch_format="numpy", batch_size=None):
+            for r in range(len(got["job"])):
+                rows[int(got["job"][r])].append({k: got[k][r] for k in ("block", "seconds", *METRICS)})
+            if self.progress:
+                bar.update(len(got["job"]))
+        out = {}
+        for k, job in enumerate(todo):
+            found = sorted(rows[k], key=lambda r: int(r["block"]))
+            scores = Scores(
+                np.array([int(r["block"]) for r in found]),
+                {m: np.array([float(r[m]) for r in found]) for m in METRICS},
+                float(sum(r["seconds"] for r in found)),
+            )
+            scores.save(self._path(job))
+            out[job] = scores
+        return out
 
 
 def sample_strips(model: nn.Module, source: EvalSet, blocks: list[int], *, seed: int) -> list[np.ndarray]:

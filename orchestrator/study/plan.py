@@ -12,6 +12,7 @@ already-finished upstream file. The plan builds each stage's one record,
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -26,7 +27,7 @@ from orchestrator.data.crops import load_images
 from orchestrator.data.sources import StudyData, TrainingSet
 from orchestrator.schema import StageConfig, StudyConfig
 from orchestrator.study.catalogue import Ablation, Resolved, resolve_all
-from orchestrator.train.loop import StageContext, steps_per_epoch, train_stage
+from orchestrator.train.loop import Selection, StageContext, steps_per_epoch, train_stage
 from orchestrator.train.store import Stage, StageResult, UpstreamError, check_finished, key_config
 
 
@@ -48,11 +49,13 @@ def plan(
     store: Path,
     resolved: Mapping[str, Resolved] | None = None,
     label: str = "",
+    seed: int | None = None,
 ) -> list[PlannedAblation]:
     """Key every selected ablation's stages (``resolved`` by the job, or resolved here) and check
     the files a plan relies on instead of training: pretrained stages and, with ``stages`` set,
     the finished upstream stages the listed ones need. ``label``: a sweep variant's, which its
-    stages' ablation names carry (``lgbpn[lr=0.001]``)."""
+    stages' ablation names carry (``lgbpn[lr=0.001]``); ``seed``: the seed's number when a study
+    trains several (``lgbpn#1``)."""
     resolved = resolve_all(study) if resolved is None else resolved
     dkey, sizes = train.key, train.sizes
     out = []
@@ -68,11 +71,20 @@ def plan(
                     raise ConfigError(f"pretrained.{name}.{cfg.name}", f"{pre} must be a stage's model.pt")
                 path, pretrained = Path(pre).expanduser().parent, True
             spe = steps_per_epoch(cfg.train, sizes)
-            who = f"{name}[{label}]" if label else name
+            who = (f"{name}[{label}]" if label else name) + (f"#{seed}" if seed is not None else "")
             done[cfg.name] = Stage(who, cfg, key, path, up, spe, pretrained)
         out.append(PlannedAblation(entry, list(done.values())))
     _check_before_training(study, out)
     return out
+
+
+def with_seed(study: StudyConfig, k: int) -> StudyConfig:
+    """``study`` as its ``k``-th seed trains it: every family's ``train.seed`` plus ``k`` (which
+    changes every stage's key, so each seed trains and is reused on its own)."""
+    if k == 0:
+        return study
+    train = {f: dataclasses.replace(t, seed=t.seed + k) for f, t in study.train.items()}
+    return dataclasses.replace(study, train=train)
 
 
 def selected_stage(study: StudyConfig, stage: Stage) -> bool:
@@ -117,9 +129,11 @@ def run_local(
     *,
     progress: bool = True,
     on_step: Callable[[str, int, dict], None] | None = None,
+    selection: Selection | None = None,
 ) -> dict[str, dict[str, StageResult]]:
     """Train every planned stage in order in this process (no Ray); stages already finished in the
-    store are reused. Returns ``{ablation: {stage: result}}``."""
+    store are reused; ``selection``: checkpoint selection on ``data.validation``. Returns
+    ``{ablation: {stage: result}}``."""
     results: dict[str, dict[str, StageResult]] = {}
     for pa in plans:
         results[pa.entry.name] = {}
@@ -133,7 +147,13 @@ def run_local(
                     print(f"== {s.label} ({s.key[:16]})", file=sys.stderr, flush=True)
                 hook = (lambda step, rec, _n=s.label: on_step(_n, step, rec)) if on_step else None
                 ctx = StageContext(
-                    data.images, data.names, data.validation, study.eval, progress=progress, on_step=hook
+                    data.images,
+                    data.names,
+                    data.validation,
+                    study.eval,
+                    selection=selection,
+                    progress=progress,
+                    on_step=hook,
                 )
                 res = train_stage(s, ctx)
             results[pa.entry.name][s.config.name] = res

@@ -1,187 +1,284 @@
-"""The results table: every ablation's measured numbers on every evaluation source, beside the
-published ones.
+"""The results table: every ablation's measured numbers on every evaluation source, with their
+uncertainty, beside classical references and the published numbers (``docs/METRICS.md``).
 
-One row per ablation and evaluation source (``eval_source``). Measured SSIM is given under both
-conventions (``ssim``: Gaussian window; ``ssim_uniform7``: scikit-image's default); the published
-column says which one the paper most likely used. The Markdown table puts each source's numbers in
-a group of columns of its own, one line per ablation.
+One row per ablation (over its seeds) and evaluation source (``eval_source``), and one per reference
+method (family ``reference``: the noisy input, non-local means, BM3D) and source, first. Every mean
+has a 95 % bootstrap interval over images (and seeds); each ablation is compared block by block with
+its family's original (``delta_psnr_vs_original`` and its interval; ``delta_significant`` when the
+interval excludes 0); ``flag`` says when a row is below the noisy input or below non-local means.
+With ``eval.select`` the row reports the checkpoint selected on the selection subset, on the
+reported subset, at ``step``; ``last_psnr`` and ``last_ssim`` are the last checkpoint's. Measured
+SSIM is given under both conventions (``ssim``: Gaussian window; ``ssim_uniform7``: scikit-image's
+default); the published column says which one the paper most likely used.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import sys
-from pathlib import Path
+import numpy as np
 
-from orchestrator.data.files import read_png, write_png
 from orchestrator.study.catalogue import catalogue
 
-COLUMNS = (
-    "ablation",
-    "family",
-    "stage",
-    "status",
-    "psnr",
-    "ssim",
-    "ssim_uniform7",
-    "blocks",
-    "published_psnr",
-    "published_ssim",
-    "published_ssim_kind",
-    "reused",
-    "train_s",
-    "description",
-    "eval_source",
-)
+BELOW_NOISY, BELOW_NLM = "below noisy input", "below nlm"
 
 
 def _status(chain) -> str:
     failed = [s for s in chain if s.result is None]
-    return f"failed: {failed[0].stage.config.name}: {failed[0].error}" if failed else "finished"
+    if not failed:
+        return "finished"
+    if any(s.error.startswith("stopped early") for s in chain):
+        return "stopped early"
+    return f"failed: {failed[0].stage.config.name}: {failed[0].error}"
 
 
-def study_table(planned, stages, evals, scores) -> list[dict]:
-    """Rows of a study: per planned ablation (or sweep variant) and evaluation source, from its
-    stages' states (``{key: StageState}``) and the final scores (``{(ablation, source): Scores}``)."""
-    entries = {}
-    for v, _ in planned:
-        entries.update(catalogue(v.study))
+def _rows(planned) -> dict[str, list]:
+    """The planned ablations of each row (one per seed), in plan order."""
+    rows: dict[str, list] = {}
+    for p in planned:
+        rows.setdefault(p.name, []).append(p)
+    return rows
+
+
+def _originals(planned) -> dict[str, str]:
+    """Each row's family original in the same variant (``S-1`` -> ``ssid``), where it is planned."""
+    names = {p.name for p in planned}
+    out = {}
+    for p in planned:
+        original = p.variant.name(p.pa.entry.family)
+        if original != p.name and original in names:
+            out[p.name] = original
+    return out
+
+
+def _values(scores, row: str, seeds: list[int], source: str, kind: str, metric: str):
+    """(seeds x blocks) values of ``row`` on ``source`` (``kind``: best where there is one, else
+    last), the blocks, the seeds' Scores; None when no seed was scored."""
+    found = []
+    for k in seeds:
+        sc = scores.get((row, k, source, "best")) if kind == "best" else None
+        sc = sc or scores.get((row, k, source, "last"))
+        if sc is not None:
+            found.append(sc)
+    if not found:
+        return None
+    return np.stack([f.values[metric] for f in found]), found[0].block, found
+
+
+def _interval(values: np.ndarray, image: np.ndarray, resamples: int):
+    from orchestrator.train.uncertainty import bootstrap
+
+    return bootstrap(values, image, resamples=resamples)
+
+
+def _ends(i) -> tuple[float | None, float | None]:
+    """An interval's ends for the table; none (not a zero-width one) from a single image."""
+    return (i.low, i.high) if i.defined else (None, None)
+
+
+def _reference_rows(study, scores) -> list[dict]:
     out = []
-    for v, pa in planned:
-        name, entry = v.name(pa.entry.name), entries[pa.entry.name]
-        chain = [stages[s.key] for s in pa.stages if stages[s.key].state != "skipped"]
-        pub = entry.published
-        common = {
-            "ablation": name,
-            "family": entry.family,
-            "stage": chain[-1].stage.config.name if chain else "-",
-            "status": _status(chain),
-            "published_psnr": pub.psnr if pub else None,
-            "published_ssim": pub.ssim if pub else None,
-            "published_ssim_kind": pub.ssim_kind if pub else None,
-            "reused": ",".join(
-                s.stage.config.name for s in chain if not s.trained_here and s.result is not None
-            ),
-            "train_s": round(sum(s.result.train_s for s in chain if s.result is not None), 1),
-            "description": entry.description,
-        }
-        for source in evals or [None]:
-            found = scores.get((name, source.name)) if source is not None else None
+    descriptions = {
+        "noisy input": "the noisy blocks as they are",
+        "nlm": "non-local means (scikit-image), sigma estimated blind",
+        "bm3d": "BM3D (bm3d package), sigma estimated blind",
+    }
+    for source in study.data.evals:
+        for method in study.base.eval.references:
+            sc = scores.get(("reference", method, source.name, "last"))
+            if sc is None:
+                continue
+            image = source.image[sc.block]
+            psnr = _interval(sc.values["psnr"][None], image, study.base.eval.resamples)
+            ssim = _interval(sc.values["ssim"][None], image, study.base.eval.resamples)
             out.append(
-                common
-                | {
-                    "eval_source": source.name if source is not None else "",
-                    "psnr": found.mean("psnr") if found else None,
-                    "ssim": found.mean("ssim") if found else None,
-                    "ssim_uniform7": found.mean("ssim_uniform7") if found else None,
-                    "blocks": len(found.block) if found else None,
+                {
+                    "ablation": method,
+                    "family": "reference",
+                    "stage": "-",
+                    "status": "finished",
+                    "psnr": psnr.mean,
+                    "ssim": ssim.mean,
+                    "ssim_uniform7": sc.mean("ssim_uniform7"),
+                    "blocks": len(sc.block),
+                    "train_s": 0.0,
+                    "eval_s": round(sc.seconds, 1),
+                    "description": descriptions.get(method, method),
+                    "eval_source": source.name,
+                    "psnr_ci_low": _ends(psnr)[0],
+                    "psnr_ci_high": _ends(psnr)[1],
+                    "psnr_std": 0.0,
+                    "ssim_ci_low": _ends(ssim)[0],
+                    "ssim_ci_high": _ends(ssim)[1],
+                    "seeds": 1,
+                    "reused": "",
+                    "flag": "",
                 }
             )
     return out
 
 
-def to_csv(table: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    w.writerows(table)
-    return buf.getvalue()
+def _flag(psnr: float | None, references: dict[str, float]) -> str:
+    if psnr is None:
+        return ""
+    if "noisy input" in references and psnr < references["noisy input"]:
+        return BELOW_NOISY
+    if "nlm" in references and psnr < references["nlm"]:
+        return BELOW_NLM
+    return ""
 
 
-def _fmt(v, digits: int) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
+def _steps(study, row_planned, kind: str) -> str:
+    from orchestrator.train.store import best_header
+
+    steps = []
+    for p in row_planned:
+        s = study.stages[p.final.key]
+        best = study.best_file(s.stage) if kind == "best" else None
+        if best is not None:
+            steps.append(str(best_header(best)["step"]))
+        elif s.result is not None:
+            steps.append(str(s.result.steps))
+    return "/".join(steps)
 
 
-def to_markdown(table: list[dict]) -> str:
-    """One line per ablation; each evaluation source's PSNR, SSIM, SSIM-uniform7 and blocks in a
-    group of columns (named after the source when there are several)."""
-    sources = list(dict.fromkeys(r["eval_source"] for r in table))
-    tag = (lambda s: "") if len(sources) <= 1 else (lambda s: f" ({s})")
-    group = [f"{m}{tag(s)}" for s in sources for m in ("PSNR", "SSIM", "SSIM-uniform7", "blocks")]
-    head = ["ablation", *group, "published PSNR", "published SSIM", "reused stages", "train time", "status"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    by_ablation: dict[str, dict[str, dict]] = {}
-    for r in table:
-        by_ablation.setdefault(r["ablation"], {})[r["eval_source"]] = r
-    for name, rows in by_ablation.items():
-        first = next(iter(rows.values()))
-        cells = [name]
-        for s in sources:
-            r = rows.get(s, {})
-            blocks = r.get("blocks")
-            cells += [_fmt(r.get("psnr"), 3), _fmt(r.get("ssim"), 4), _fmt(r.get("ssim_uniform7"), 4)]
-            cells.append("-" if blocks is None else str(blocks))
-        kind = f" ({first['published_ssim_kind']})" if first["published_ssim_kind"] else ""
-        cells += [_fmt(first["published_psnr"], 3), _fmt(first["published_ssim"], 4) + kind]
-        cells += [first["reused"] or "-", f"{first['train_s']:.0f} s", first["status"]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def row_numbers(
+    psnr: np.ndarray,
+    ssim: np.ndarray,
+    image: np.ndarray,
+    resamples: int,
+    original: np.ndarray | None = None,
+) -> dict:
+    """A row's means and intervals from per-block values (seeds x blocks; ``image``: each block's
+    image) and, given its family original's PSNR over the same blocks, the paired difference."""
+    from orchestrator.train.uncertainty import paired
+
+    p, s = _interval(psnr, image, resamples), _interval(ssim, image, resamples)
+    out = {
+        "psnr": p.mean,
+        "psnr_ci_low": _ends(p)[0],
+        "psnr_ci_high": _ends(p)[1],
+        "psnr_std": p.std,
+        "ssim": s.mean,
+        "ssim_ci_low": _ends(s)[0],
+        "ssim_ci_high": _ends(s)[1],
+    }
+    if original is not None:
+        d = paired(psnr, original, image, resamples=resamples)
+        out |= {
+            "delta_psnr_vs_original": d.mean,
+            "delta_ci_low": _ends(d)[0],
+            "delta_ci_high": _ends(d)[1],
+            "delta_significant": d.excludes_zero,
+        }
+    return out
 
 
-def study_grid(planned, stages, evals, scores, out: Path, samples: int) -> Path | None:
-    """The paper's Fig. 8 on the first evaluation source's most textured block: noisy, each
-    ablation's output (with its PSNR on that block) and clean. The strips (noisy | output | clean)
-    of its ``samples`` most textured blocks go to the final stage's ``samples/block_<i>.png``."""
-    from orchestrator.study.evaluate import sample_strips, textured_blocks
-    from orchestrator.train.store import load_stage_model
-
-    if not evals or samples <= 0:
-        return None
-    source = evals[0]
-    blocks = textured_blocks(source, samples)
-    panels = []
-    for v, pa in planned:
-        last = stages[pa.stages[-1].key]
-        if last.result is None:
-            continue
-        name, folder = v.name(pa.entry.name), last.stage.path / "samples"
-        if not all((folder / f"block_{i:04d}.png").is_file() for i in blocks):
-            model = load_stage_model(last.stage)
-            strips = sample_strips(model, source, blocks, seed=last.stage.config.train.seed)
-            for i, strip in zip(blocks, strips, strict=True):
-                write_png(folder / f"block_{i:04d}.png", strip)
-        found = scores.get((name, source.name))
-        psnr = float(found.values["psnr"][found.block == blocks[0]][0]) if found is not None else None
-        panels.append((name, psnr, folder / f"block_{blocks[0]:04d}.png"))
-    if not panels:
-        return None
-    return comparison_grid(panels, out / "comparison_grid.png")
-
-
-def comparison_grid(panels: list[tuple[str, float | None, Path]], path: Path) -> Path:
-    """The paper's Fig. 8: one validation block, noisy, each ablation's output and clean, side by
-    side. ``panels``: (ablation, its PSNR, its ``samples/block_<i>.png`` strip noisy|output|clean)."""
-    from matplotlib.figure import Figure
-
-    strips = [read_png(p) for _, _, p in panels]
-    third = strips[0].shape[1] // 3
-    images = [("noisy", strips[0][:, :third])]
-    images += [
-        (f"{name}\n{psnr:.2f} dB" if psnr is not None else name, strip[:, third : 2 * third])
-        for (name, psnr, _), strip in zip(panels, strips, strict=True)
+def _common(study, entry, name: str, planned, kind: str) -> dict:
+    """The columns of a row that do not depend on the evaluation source."""
+    chains = [
+        [study.stages[s.key] for s in p.pa.stages if study.stages[s.key].state != "skipped"] for p in planned
     ]
-    images.append(("clean", strips[0][:, 2 * third :]))
-    fig = Figure(figsize=(1.6 * len(images), 2.0), dpi=120)
-    for i, (title, img) in enumerate(images):
-        ax = fig.add_subplot(1, len(images), i + 1)
-        ax.imshow(img, interpolation="nearest")
-        ax.set_title(title, fontsize=7)
-        ax.axis("off")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    unique = {s.stage.key: s for chain in chains for s in chain}
+    pub = entry.published
+    reused = (s.stage.config.name for s in unique.values() if not s.trained_here and s.result is not None)
+    return {
+        "ablation": name,
+        "family": entry.family,
+        "stage": chains[0][-1].stage.config.name if chains[0] else "-",
+        "status": next((st for st in (_status(c) for c in chains) if st != "finished"), "finished"),
+        "published_psnr": pub.psnr if pub else None,
+        "published_ssim": pub.ssim if pub else None,
+        "published_ssim_kind": pub.ssim_kind if pub else None,
+        "reused": ",".join(dict.fromkeys(reused)),
+        "train_s": round(sum(s.result.train_s for s in unique.values() if s.result is not None), 1),
+        "description": entry.description,
+        "step": _steps(study, planned, kind) or None,
+    }
 
 
-def print_summary(outcome) -> None:
-    """The table, what was reused, and where to look in the MLflow UI."""
-    print(to_markdown(outcome.table), flush=True)
-    print(f"trained {len(outcome.trained)} stage(s), reused {len(outcome.reused)}; results in {outcome.out}")
-    if outcome.tracking_uri:
-        ui = f"mlflow ui --backend-store-uri {outcome.tracking_uri}"
-        if outcome.tracking_uri.startswith("http"):
-            ui = f"open {outcome.tracking_uri}"
-        print(f"MLflow: experiment {outcome.experiment_id} at {outcome.tracking_uri}; to browse: {ui}")
-    for label, why in outcome.failed.items():
-        print(f"FAILED {label}: {why}", file=sys.stderr)
+def _scored(study, scores, name: str, rows: dict, source, kind: str, refs: dict) -> dict:
+    """The columns of a row on one evaluation source (none when no seed of it was scored)."""
+    seeds = [p.seed for p in rows[name]]
+    got = _values(scores, name, seeds, source.name, kind, "psnr")
+    if got is None:
+        return {}
+    psnr_v, block, found = got
+    pick = lambda which, metric: _values(scores, name, seeds, source.name, which, metric)[0]  # noqa: E731
+    original = _originals(study.planned).get(name)
+    theirs = None
+    if original:
+        theirs = _values(scores, original, [p.seed for p in rows[original]], source.name, kind, "psnr")
+    same_blocks = theirs is not None and np.array_equal(theirs[1], block)
+    image = source.image[block]
+    row = row_numbers(
+        psnr_v, pick(kind, "ssim"), image, study.base.eval.resamples, theirs[0] if same_blocks else None
+    )
+    return row | {
+        "ssim_uniform7": float(pick(kind, "ssim_uniform7").mean()),
+        "blocks": len(block),
+        "seeds": len(found),
+        "last_psnr": float(pick("last", "psnr").mean()),
+        "last_ssim": float(pick("last", "ssim").mean()),
+        "eval_s": round(sum(f.seconds for f in found), 1),
+        "flag": _flag(row["psnr"], {m: v for (src, m), v in refs.items() if src == source.name}),
+    }
+
+
+def study_table(study, scores) -> list[dict]:
+    """Rows of a study (:class:`orchestrator.study.run._Study`): the reference rows, then per
+    ablation (or sweep variant, over its seeds) and evaluation source, from its stages' states and
+    the final scores (``{(row, seed, source, kind): Scores}``)."""
+    entries = {}
+    for p in study.planned:
+        entries.update(catalogue(p.variant.study))
+    table = _reference_rows(study, scores)
+    refs = {(r["eval_source"], r["ablation"]): r["psnr"] for r in table}
+    rows = _rows(study.planned)
+    kind = "best" if study.selection is not None else "last"
+    for name, planned in rows.items():
+        common = _common(study, entries[planned[0].pa.entry.name], name, planned, kind)
+        for source in study.data.evals or [None]:
+            row = dict(common, eval_source=source.name if source is not None else "", flag="", seeds=0)
+            if source is not None:
+                row |= _scored(study, scores, name, rows, source, kind, refs)
+            table.append(row)
+    return table
+
+
+def best_line(study, scores) -> str:
+    """A sweep's verdict: the row with the best mean PSNR on the selection subset (the numbers it
+    was chosen by), with its interval, and its numbers on the reported subset. Without a selection
+    subset (``eval.select`` 0) the choice is made on the reported blocks, and the line says so."""
+    if len({p.variant.label for p in study.planned}) < 2 or not study.data.evals:
+        return ""
+    source, e = study.data.evals[0], study.base.eval
+    kind = "sel" if study.selection is not None else "last"
+    best = None
+    for name, planned in _rows(study.planned).items():
+        found = [scores.get((name, p.seed, source.name, kind)) for p in planned]
+        found = [f for f in found if f is not None]
+        if found:
+            values = np.stack([f.values["psnr"] for f in found])
+            if best is None or values.mean() > best[1].mean():
+                best = (name, values, found[0].block)
+    if best is None:
+        return "best configuration: none finished"
+    name, values, block = best
+    ci = _interval(values, source.image[block], e.resamples)
+    where = (
+        f"the selection subset ({len(block)} blocks of {source.name}, eval.select={e.select})"
+        if kind == "sel"
+        else f"the reported blocks of {source.name} (eval.select=0: chosen on the numbers it reports)"
+    )
+    line = f"best configuration by {where}: {name}, PSNR {_with_interval(ci)}"
+    if kind == "sel":
+        seeds = [p.seed for p in _rows(study.planned)[name]]
+        reported = _values(scores, name, seeds, source.name, "best", "psnr")
+        if reported is not None:
+            ci = _interval(reported[0], source.image[reported[1]], e.resamples)
+            line += f"; on the reported subset: {_with_interval(ci)}"
+    return line
+
+
+def _with_interval(ci) -> str:
+    ends = f"[95% CI {ci.low:.3f}, {ci.high:.3f}]" if ci.defined else "[no interval: one image]"
+    return f"{ci.mean:.3f} dB {ends}"

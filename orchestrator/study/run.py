@@ -29,14 +29,24 @@ from orchestrator.config import to_yaml
 from orchestrator.data.sources import index_data
 from orchestrator.errors import JOB_ERRORS, exit_status, fail
 from orchestrator.schema import StudyConfig
-from orchestrator.study import records, report
+from orchestrator.study import grid, records, render, report
 from orchestrator.study.catalogue import Resolved
-from orchestrator.study.evaluate import StudyEvaluation
-from orchestrator.study.plan import PlannedAblation, plan, selected_stage
+from orchestrator.study.evaluate import Job, StudyEvaluation, selection_key
+from orchestrator.study.plan import PlannedAblation, plan, selected_stage, with_seed
 from orchestrator.study.trials import TrainJob
-from orchestrator.train.store import Stage, StageResult, load_stage_model
+from orchestrator.train.loop import Selection
+from orchestrator.train.store import Stage, StageResult, best_file, best_header
 
-__all__ = ["Variant", "StudyOutcome", "SearchOptions", "StageState", "run_study", "run_variants", "run_job"]
+__all__ = [
+    "Variant",
+    "Planned",
+    "StudyOutcome",
+    "SearchOptions",
+    "StageState",
+    "run_study",
+    "run_variants",
+    "run_job",
+]
 
 
 @dataclass
@@ -52,6 +62,30 @@ class Variant:
 
     def name(self, ablation: str) -> str:
         return f"{ablation}[{self.label}]" if self.label else ablation
+
+
+@dataclass
+class Planned:
+    """One planned ablation of one variant and one seed (``seed`` of ``seeds``)."""
+
+    variant: Variant
+    pa: PlannedAblation
+    seed: int = 0
+    seeds: int = 1
+
+    @property
+    def name(self) -> str:
+        """The table's row (and the MLflow parent run) it belongs to."""
+        return self.variant.name(self.pa.entry.name)
+
+    @property
+    def run_name(self) -> str:
+        """The row, and the seed when there are several (``ssid#1``)."""
+        return self.name if self.seeds == 1 else f"{self.name}#{self.seed}"
+
+    @property
+    def final(self) -> Stage:
+        return self.pa.stages[-1]
 
 
 @dataclass
@@ -80,6 +114,7 @@ class StudyOutcome:
     experiment_id: str = ""
     trained: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    best: str = ""  # a sweep's verdict (report.best_line)
 
 
 @dataclass
@@ -114,12 +149,25 @@ class _Study:
         self.data = index_data(self.base.data)  # every bad file, before anything else runs
         self.say(self.data.summary())
         store = self.out / "stages"
-        self.planned = [
-            (v, pa)
-            for v in variants
-            for pa in plan(v.study, self.data.train, store=store, resolved=v.resolved, label=v.label)
-        ]
+        self.planned: list[Planned] = []
+        for v in variants:
+            n = v.study.seeds
+            for k in range(n):
+                study = with_seed(v.study, k)
+                resolved = v.resolved if k == 0 else None
+                seed = k if n > 1 else None
+                for pa in plan(
+                    study, self.data.train, store=store, resolved=resolved, label=v.label, seed=seed
+                ):
+                    self.planned.append(Planned(v, pa, k, n))
         self.stages = _unique_stages(self.planned)
+        first = self.data.evals[0] if self.data.evals else None
+        self.selection = None
+        if first is not None and self.base.eval.select:
+            index, _ = first.split(self.base.eval.select)
+            self.selection = Selection(
+                tuple(int(i) for i in index), selection_key(first, self.base.eval.select)
+            )
 
     def say(self, text: str) -> None:
         if self.progress:
@@ -131,17 +179,18 @@ class _Study:
         (out / "study.yaml").write_text(to_yaml(base))
         with connect(base.ray, quiet=True) as resources:
             tracker, exp_id = records.open_tracker(base)
+            self.exp_id = exp_id
             self.train(resources, tracker, exp_id, search)
             scores = self.score(resources)
-            table = report.study_table(self.planned, self.stages, self.data.evals, scores)
-            evals = self.data.evals
-            grid = report.study_grid(self.planned, self.stages, evals, scores, out, base.eval.samples)
-            (out / "results.csv").write_text(report.to_csv(table))
-            (out / "results.md").write_text(report.to_markdown(table))
+            table = report.study_table(self, scores)
+            figure = grid.study_grid(self, scores)
+            (out / "results.csv").write_text(render.to_csv(table))
+            best = report.best_line(self, scores)
+            (out / "results.md").write_text(render.to_markdown(table, best=best))
             failed = {s.label: s.error for s in self.stages.values() if s.error}
             if tracker:
                 try:
-                    records.close_runs(tracker, self, table, scores, grid)
+                    records.close_runs(tracker, self, table, scores, figure)
                 except Exception as exc:  # the results are on disk; a rerun records them
                     failed["mlflow"] = (
                         f"could not record the results at {tracker.uri} ({type(exc).__name__}: {exc}); "
@@ -156,6 +205,7 @@ class _Study:
             experiment_id=exp_id,
             trained=[s.label for s in stages if s.trained_here and s.result is not None],
             reused=[s.label for s in stages if s.state == "reused"],
+            best=best,
         )
 
     def train(self, resources: dict, tracker, exp_id: str, search: SearchOptions) -> None:
@@ -165,20 +215,32 @@ class _Study:
         todo = {k: s for k, s in stages.items() if s.state == "train"}
         reused = sum(s.state == "reused" for s in stages.values())
         self.say(f"[study] {len(stages)} stage(s): {len(todo)} to train, {reused} already finished")
-        self.parents = records.open_runs(tracker, exp_id, self.planned, stages) if tracker else {}
+        self.parents, self.seed_runs = (
+            records.open_runs(tracker, exp_id, self.planned, stages) if tracker else ({}, {})
+        )
         if todo:
-            TrainJob(self.base, self.data, self.out, resources, tracker, self.progress).run(
-                todo, stages, search
-            )
+            job = TrainJob(self.base, self.data, self.out, resources, tracker, self.progress)
+            job.run(todo, stages, search, selection=self.selection)
         for s in stages.values():
             if s.stage.model_file.is_file() and s.result is None:
                 s.result = StageResult.finished(s.stage)
             if s.state == "train" and s.result is None and not s.error:
                 s.error = "did not finish"
 
+    def reported(self, source) -> np.ndarray:
+        """The blocks of ``source`` the table reports: its reported subset (``eval.select``; a
+        source other than the first with a single image is reported whole, since selection reads
+        only the first source), cut to the first ``eval.blocks`` when that is set."""
+        e = self.base.eval
+        single = len(np.unique(source.image)) < 2 and source is not self.data.evals[0]
+        _, index = source.split(0 if single else e.select)
+        return index[: e.blocks] if e.blocks > 0 else index
+
     def score(self, resources: dict) -> dict:
-        """Every finished ablation's final model on every evaluation source: ``{(ablation,
-        source): Scores}`` (:mod:`orchestrator.study.evaluate`)."""
+        """Every score the report needs, computed in one pass (:mod:`orchestrator.study.evaluate`):
+        ``{(row, seed, source, kind): Scores}`` with kind ``last`` (the final stage's last model),
+        ``best`` (its selected checkpoint, on the reported blocks) and ``sel`` (the selected
+        checkpoint on the selection subset); ``{("reference", method, source, "last"): Scores}``."""
         gpus = 1.0 if resources.get("GPU", 0) > 0 else 0.0
         workers = int(resources.get("GPU", 0)) if gpus else int(resources.get("CPU", 1))
         evaluation = StudyEvaluation(
@@ -189,29 +251,49 @@ class _Study:
             gpus_per_worker=gpus,
             progress=self.progress,
         )
-        scores = {}
-        for v, pa in self.planned:
-            final = self.stages[pa.stages[-1].key]
-            if final.result is None or not self.data.evals:
-                continue
-            model = load_stage_model(final.stage)
-            for source in self.data.evals:
-                name = f"{final.stage.key[:16]}-last"
-                every = np.arange(len(source))
-                seed = final.stage.config.train.seed
-                scores[(v.name(pa.entry.name), source.name)] = evaluation.scores(
-                    name, model, source, every, seed=seed
+        jobs: dict[tuple, Job] = {}
+        for source in self.data.evals:
+            index = tuple(int(i) for i in self.reported(source))
+            for method in self.base.eval.references:
+                name = "ref-" + method.replace(" ", "_")
+                jobs[("reference", method, source.name, "last")] = Job(
+                    name, f"ref:{method}", source.name, index
                 )
-        return scores
+            for p in self.planned:
+                final = self.stages[p.final.key]
+                if final.result is None:
+                    continue
+                key, seed = final.stage.key[:16], final.stage.config.train.seed
+                row = (p.name, p.seed, source.name)
+                jobs[(*row, "last")] = Job(
+                    f"{key}-last", str(final.stage.model_file), source.name, index, seed
+                )
+                best = self.best_file(final.stage)
+                if best is not None:
+                    tag = f"{key}-best-{self.selection.key[:8]}"
+                    jobs[(*row, "best")] = Job(tag, str(best), source.name, index, seed)
+                    if source is self.data.evals[0]:
+                        jobs[(*row, "sel")] = Job(tag, str(best), source.name, self.selection.index, seed)
+        if not jobs:
+            return {}
+        done = evaluation.run(list(dict.fromkeys(jobs.values())))
+        return {k: done[j] for k, j in jobs.items()}
+
+    def best_file(self, stage: Stage) -> Path | None:
+        """``stage``'s selected checkpoint on this study's selection subset, if it has one."""
+        if self.selection is None:
+            return None
+        path = best_file(stage, self.selection.key)
+        return path if best_header(path) is not None else None
 
 
-def _unique_stages(planned: list[tuple[Variant, PlannedAblation]]) -> dict[str, StageState]:
+def _unique_stages(planned: list[Planned]) -> dict[str, StageState]:
     stages: dict[str, StageState] = {}
-    for v, pa in planned:
-        for stage in pa.stages:
+    for p in planned:
+        for stage in p.pa.stages:
             s = stages.setdefault(stage.key, StageState(stage, []))
-            s.users.append(v.name(pa.entry.name))
-            if stage.pretrained or not selected_stage(v.study, stage):
+            s.users.append(p.run_name)
+            if stage.pretrained or not selected_stage(p.variant.study, stage):
                 s.state = "reused" if stage.pretrained or stage.model_file.is_file() else "skipped"
     return stages
 
@@ -252,7 +334,7 @@ def run_job(run: Callable[[], StudyOutcome], *, out: str, stopped_ok: bool = Fal
             file=sys.stderr,
         )
         return exit_status(exc)
-    report.print_summary(outcome)
+    render.print_summary(outcome)
     if stopped_ok:
         return int(
             any("stopped early" not in why and "did not finish" not in why for why in outcome.failed.values())

@@ -39,8 +39,9 @@ class TrainJob:
             out[key] = str(cuts[cut])
         return out
 
-    def run(self, todo: dict, stages: dict, search) -> None:
-        """Train the stages ``todo`` (by key; ``stages`` gets each one's error) as one experiment."""
+    def run(self, todo: dict, stages: dict, search, *, selection=None) -> None:
+        """Train the stages ``todo`` (by key; ``stages`` gets each one's error) as one experiment;
+        ``selection``: checkpoint selection on the first evaluation source (``eval.select``)."""
         check_resources(self.request)  # before anything is cut or trained
         t, study = self.study.trial, self.study
         settings = TrialSettings(
@@ -52,6 +53,7 @@ class TrainJob:
             run_ids={k: s.run_ids.get(s.users[0], "") for k, s in todo.items()},
             tracking_uri=self.tracker.uri if self.tracker else "",
             tracking_wait_s=study.tracking.wait_s,
+            selection=selection,
         )
         for s in todo.values():
             s.trained_here = True

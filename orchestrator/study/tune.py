@@ -29,6 +29,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from orchestrator.schema import EvalConfig
+from orchestrator.train.loop import Selection
 from orchestrator.train.store import Stage, checkpoint_name, checkpoint_step, latest_checkpoint
 
 __all__ = [
@@ -51,6 +52,7 @@ class TrialSettings:
         shards: each stage key's patch-shard folder.
         run_ids: each stage key's MLflow run (none: not tracked).
         tracking_uri, tracking_wait_s: the MLflow store, and how long a finished stage waits for it.
+        selection: checkpoint selection on the validation blocks (``eval.select``), or None.
     """
 
     eval: EvalConfig
@@ -61,6 +63,7 @@ class TrialSettings:
     run_ids: Mapping[str, str]
     tracking_uri: str = ""
     tracking_wait_s: float = 600.0
+    selection: Selection | None = None
 
 
 # ------------------------------------------------------------------------------------ the graph
@@ -186,7 +189,7 @@ def stage_trainable(
         last.clear()
         last.update(record)
         checkpointing = step % stage.config.train.checkpoint_every == 0 and step < total
-        if not checkpointing and (step % every == 0 or any(k.startswith("val") for k in record)):
+        if not checkpointing and (step % every == 0 or any(k.startswith(("val", "sel_")) for k in record)):
             tune.report(dict(record))
 
     def on_start(step: int) -> None:
@@ -207,6 +210,7 @@ def stage_trainable(
             tiles.names,
             validation,
             settings.eval,
+            selection=settings.selection,
             shapes=tiles.shapes,
             progress=False,
             on_start=on_start,
@@ -273,7 +277,8 @@ class _Progress(Callback):
         self._say(f"[tune] {self.labels.get(key, key)}: {where} loss {loss:.4g}")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._end(trial, "finished")
+        done = (trial.last_result or {}).get("stage_done")
+        self._end(trial, "finished" if done else "stopped early")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._end(trial, "FAILED")
@@ -368,10 +373,14 @@ def _results(grid, stages: Mapping[str, Stage], deps: Mapping[str, set[str]]) ->
             done.add(key)
         else:
             errors[key] = _short_error(res.error) if res.error else "stopped early by the scheduler"
-    for key in stages:
+    for key in stages:  # in plan order: an upstream stage comes before what needs it
         if key not in done and key not in errors:
-            ups = [stages[u].label for u in deps[key] if u not in done]
-            errors[key] = f"not run: upstream {ups} did not finish"
+            ups = [u for u in deps[key] if u not in done]
+            labels = [stages[u].label for u in ups]
+            if any(errors.get(u, "").startswith("stopped early") for u in ups):
+                errors[key] = f"stopped early: not run, upstream {labels} was stopped early"
+            else:
+                errors[key] = f"not run: upstream {labels} did not finish"
     return done, errors
 
 

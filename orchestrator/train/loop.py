@@ -33,9 +33,12 @@ from orchestrator.data.crops import CropSampler, tiles_per_image
 from orchestrator.progress import Progress
 from orchestrator.schema import NOISY, EvalConfig, TrainConfig
 from orchestrator.train.evaluation import device_for, evaluate, infer, to_tensor
+from orchestrator.train.metrics import METRICS
 from orchestrator.train.store import (
     Stage,
     StageResult,
+    best_file,
+    best_header,
     build_model,
     checkpoint_name,
     load_upstream,
@@ -44,6 +47,21 @@ from orchestrator.train.store import (
     save_model,
     writing,
 )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Checkpoint selection without leakage (``eval.select``, ``docs/METRICS.md``).
+
+    ``index``: the validation blocks of the selection subset, the only ones it reads. They are
+    scored every ``train.eval_every`` steps (``train.checkpoint_every`` when that is 0) and at the
+    last step; the best by PSNR is kept as ``best-<key[:12]>.pt`` in the stage folder, in
+    ``model.pt``'s format with its ``step`` and ``sel_psnr`` in the header. ``key`` names the
+    subset (the source's content key and the rule), so another subset keeps a file of its own.
+    """
+
+    index: tuple[int, ...]
+    key: str
 
 
 @dataclass
@@ -57,6 +75,8 @@ class StageContext:
             ``train.eval_every`` steps, on the first ``train.eval_blocks``), or None. A stage is
             scored once trained by the study (:mod:`orchestrator.study.evaluate`), not here.
         eval: the evaluation's batch size.
+        selection: checkpoint selection on a subset of ``validation`` (:class:`Selection`); with
+            one, the periodic validation is on that subset only.
         shapes: (H, W) of each image when reading one is costly.
         device: '' for CUDA when there is one, else the CPU.
         on_start: called with the step training starts (or resumes) from.
@@ -68,6 +88,7 @@ class StageContext:
     names: list[str]
     validation: tuple[np.ndarray, np.ndarray] | None
     eval: EvalConfig = EvalConfig()
+    selection: Selection | None = None
     shapes: list[tuple[int, int]] | None = None
     device: str = ""
     progress: bool = True
@@ -150,6 +171,10 @@ class _Fit:
         )
         self.device, self.layout = device_for(ctx.device), _layout(t)
         self.ckpt_dir, self.history_path = stage.path / "checkpoints", stage.path / "history.jsonl"
+        sel = ctx.selection
+        self.best_path = best_file(stage, sel.key) if sel is not None and ctx.validation is not None else None
+        found = best_header(self.best_path) if self.best_path is not None else None
+        self.best = float(found["sel_psnr"]) if found else -math.inf  # a resumed run keeps its best
 
     def _writing(self, path: Path):
         return writing(self.stage.config.name, path, self.ckpt_dir)
@@ -181,10 +206,28 @@ class _Fit:
         step += 1
         record = {"step": step, "loss": loss.item(), "lr": self.opt.param_groups[0]["lr"]}
         val = self.ctx.validation
-        if val is not None and t.eval_every > 0 and step % t.eval_every == 0 and step < total:
+        if self.best_path is not None:
+            every = t.eval_every or t.checkpoint_every
+            if step % every == 0 or step == total:
+                record |= self.select(step)
+        elif val is not None and t.eval_every > 0 and step % t.eval_every == 0 and step < total:
             ev = evaluate(self.model, *val, blocks=t.eval_blocks, batch=self.ctx.eval.batch, seed=t.seed)
             record |= ev.metrics
         return record
+
+    def select(self, step: int) -> dict:
+        """Score the selection subset (and nothing else); keep the model if it is the best yet."""
+        t, sel = self.stage.config.train, self.ctx.selection
+        ev = evaluate(
+            self.model, *self.ctx.validation, index=sel.index, batch=self.ctx.eval.batch, seed=t.seed
+        )
+        metrics = {f"sel_{k}": float(np.mean([r[k] for r in ev.per_block])) for k in METRICS}
+        if metrics["sel_psnr"] > self.best:
+            self.best = metrics["sel_psnr"]
+            meta = {"step": step, "selection": sel.key, "metrics": metrics, "sel_psnr": self.best}
+            with self._writing(self.best_path):
+                save_model(self.stage, self.model, meta, self.best_path)
+        return metrics | {"sel_best_psnr": self.best}
 
     def checkpoint(self, step: int, history) -> Path | None:
         t = self.stage.config.train

@@ -243,9 +243,10 @@ def load_upstream(stage: Stage) -> dict[str, nn.Module]:
     }
 
 
-def save_model(stage: Stage, model: nn.Module, meta: dict[str, Any]) -> Path:
-    """Write ``stage``'s ``model.pt``: its weights on the CPU and a header (format, key, stage name,
-    key config, ablation and upstream keys, plus ``meta``: step, metrics, training time)."""
+def save_model(stage: Stage, model: nn.Module, meta: dict[str, Any], path: Path | None = None) -> Path:
+    """Write ``stage``'s ``model.pt`` (or ``path``, a selected checkpoint in the same format): its
+    weights on the CPU and a header (format, key, stage name, key config, ablation and upstream
+    keys, plus ``meta``: step, metrics, training time)."""
     header = {
         "format": FORMAT,
         "key": stage.key,
@@ -256,8 +257,24 @@ def save_model(stage: Stage, model: nn.Module, meta: dict[str, Any]) -> Path:
         **meta,
     }
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_save({"meta": header, "model": weights}, stage.model_file)
-    return stage.model_file
+    path = path or stage.model_file
+    atomic_save({"meta": header, "model": weights}, path)
+    return path
+
+
+def best_file(stage: Stage, selection_key: str) -> Path:
+    """Where ``stage`` keeps its best checkpoint on the selection subset ``selection_key`` names."""
+    return stage.path / f"best-{selection_key[:12]}.pt"
+
+
+def best_header(path: Path) -> dict | None:
+    """The header of a best checkpoint (``step``, ``sel_psnr``...), or None when there is none."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["meta"]
+    except Exception:
+        return None  # cut short: the next selection step writes it again
 
 
 # -------------------------------------------------------------------------------------- checkpoints

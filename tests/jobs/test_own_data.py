@@ -35,6 +35,11 @@ def _csv(path: Path) -> list[dict]:
     return list(csv.DictReader(path.open()))
 
 
+def _models(path):
+    """The rows of trained models (the reference rows aside)."""
+    return [r for r in _csv(path) if r["family"] != "reference"]
+
+
 def test_smoke_ssid_trains_on_noisy_photos_and_is_scored_on_pairs(ray_local, tree, pairs, tmp_path, capsys):
     photos = layouts.noisy_folder(tree, tmp_path / "photos")
     assert not [f for f in photos.rglob("*") if "GT" in f.name]  # no clean image on disk
@@ -42,15 +47,18 @@ def test_smoke_ssid_trains_on_noisy_photos_and_is_scored_on_pairs(ray_local, tre
     args = ["--profile", "smoke", "--ablations", "ssid", "--out", str(tmp_path / "runs")]
     args += ["--train-data", f"folder:{photos}", "--eval-data", f"own=pairs:{pairs}", "--tracking-uri", uri]
     sets = ["train.ssid.steps=10", "data.pairs.block=32", f"data.cache_dir={tmp_path / 'data'}"]
+    sets.append('eval.references=["noisy input", "nlm"]')  # bm3d is in the smoke table's own test
     assert ablations.main([*args, *(a for s in sets for a in ("--set", s))]) == 0
     printed = capsys.readouterr().out
     assert "training data folder:" in printed and "evaluation source 'own'" in printed
-    (row,) = _csv(tmp_path / "runs" / "results.csv")
+    (row,) = _models(tmp_path / "runs" / "results.csv")
     assert row["eval_source"] == "own" and float(row["psnr"]) > 0 and row["blocks"] == "48"
     assert not (tmp_path / "data").exists()  # no SIDD data was generated or read
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("ablations-smoke").experiment_id])
     (parent,) = [r for r in runs if r.info.run_name == "ssid"]
+    refs = {r.info.run_name for r in runs if r.data.tags.get("denoise.kind") == "reference"}
+    assert refs == {"noisy input", "nlm"}
     assert parent.data.metrics["own_psnr"] == pytest.approx(float(row["psnr"]))
     assert "own_ssim" in parent.data.metrics and "psnr" not in parent.data.metrics
     (unet,) = [r for r in runs if r.data.tags.get("denoise.stage") == "unet"]
@@ -74,7 +82,7 @@ def test_dnd_and_blocks_train_evaluate_and_submit(ray_local, tree, pairs, tmp_pa
         ]
         args += ["--train-data", source, "--eval-data", f"pairs:{pairs}", "--set", "data.pairs.block=32"]
         assert ablations.main(args) == 0, name
-        (row,) = _csv(tmp_path / name / "results.csv")
+        (row,) = _models(tmp_path / name / "results.csv")
         assert row["status"] == "finished" and row["eval_source"] == "pairs" and float(row["psnr"]) > 0
     (model,) = (tmp_path / "blocks" / "stages").glob("bsn-*/model.pt")
     # jobs/evaluate.py scores it on the pairs, as the study did.

@@ -141,4 +141,6 @@ def test_ablations_job_under_ray_job_submit(head, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in done.stdout + done.stderr
     assert "| apbsn |" in done.stdout and "trained 1 stage(s)" in done.stdout
-    assert (out / "results.csv").read_text().splitlines()[1].startswith("apbsn,apbsn,bsn,finished,")
+    assert any(
+        r.startswith("apbsn,apbsn,bsn,finished,") for r in (out / "results.csv").read_text().splitlines()
+    )

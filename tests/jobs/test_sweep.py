@@ -16,7 +16,12 @@ from orchestrator.study.sweep import variants
 pytestmark = [pytest.mark.ray]
 
 # On the tiny profile: long enough for ASHA's rungs.
-SMALL = ["train.ssid.steps=4", "train.apbsn.steps=6", "train.apbsn.checkpoint_every=3"]
+SMALL = [
+    "train.ssid.steps=4",
+    "train.apbsn.steps=6",
+    "train.apbsn.checkpoint_every=3",
+    "data.synthetic.val_images=2",  # a selection subset needs two images
+]
 
 
 def _sweep(tmp: Path, text: str) -> int:
@@ -55,7 +60,8 @@ def test_sweep_shares_untouched_stages_and_tracks_each_variant(ray_local, tmp_pa
     assert "| ssid[lr=0.001] |" in out and "| ssid[lr=0.0001] |" in out
     client = MlflowClient(f"sqlite:///{tmp_path / 'db'}")
     exp = client.get_experiment_by_name("sweep-space")
-    parents = [r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" not in r.data.tags]
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("denoise.kind") == "ablation"]
     assert sorted(p.data.params["overrides.ssid.unet.train.optim.lr"] for p in parents) == ["0.0001", "0.001"]
     assert _sweep(tmp_path, text) == 0  # again: nothing to train
     assert "trained 0 stage(s), reused 4" in capsys.readouterr().out
@@ -67,8 +73,14 @@ def test_asha_stops_trials_early(ray_local, tmp_path, capsys):
         "asha: {metric: loss, mode: min, grace_period: 1, reduction_factor: 4}\n"
     )
     assert _sweep(tmp_path, text) == 0
-    out = capsys.readouterr().out
+    printed = capsys.readouterr()
+    out, err = printed.out, printed.err
     rows = (tmp_path / "runs" / "results.csv").read_text().splitlines()[1:]
+    rows = [r for r in rows if r.split(",")[1] != "reference"]
     assert len(rows) == 4 and any(",finished," in r for r in rows)
-    stopped = [r for r in rows if "stopped early by the scheduler" in r]
+    stopped = [r for r in rows if ",stopped early," in r]
     assert stopped, out  # with a reduction factor of 4, at most one in four goes on at each rung
+    assert "FAILED" not in out + err and "stopped early apbsn[" in err
+    assert "| stopped early |" in out and "failed" not in out.split("| ablation |")[1]
+    (best,) = [line for line in out.splitlines() if line.startswith("best configuration by")]
+    assert "by the selection subset (2 blocks of sidd, eval.select=4)" in best and "95% CI" not in best

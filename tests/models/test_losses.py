@@ -19,6 +19,24 @@ def test_local_std_matches_a_direct_window_computation() -> None:
     torch.testing.assert_close(local_std(img), direct)
 
 
+def test_adaptive_weight_on_near_flat_input_is_the_two_pass_one() -> None:
+    """On a block flat at 200 +- 0.05 (float32, as the BNN outputs it), the weight equals the
+    original two-pass computation done in float64; the one-pass E[x^2] - E[x]^2 in float32 cancels
+    there and moves it (by up to 0.03 on this input)."""
+    torch.manual_seed(1)
+    img = (200.0 + (torch.rand(2, 3, 64, 64) - 0.5) * 0.1).float()
+    exact = img.double()
+    m = F.pad(exact.mean(1, keepdim=True), (3, 3, 3, 3), mode="reflect")
+    windows = F.unfold(m, 7).view(2, 49, 64, 64)
+    sigma = (windows - windows.mean(1, keepdim=True)).square().mean(1, keepdim=True).sqrt()
+    want = torch.sigmoid(sigma - 1.0)  # every sigma here is below 1
+    got = adaptive_weight(img).double()
+    assert (got - want).abs().max() < 1e-5
+    mf = F.pad(img.mean(1, keepdim=True), (3, 3, 3, 3), mode="reflect")
+    one_pass = (F.avg_pool2d(mf * mf, 7, 1) - F.avg_pool2d(mf, 7, 1).square()).clamp_min(0).sqrt()
+    assert (torch.sigmoid(one_pass - 1.0).double() - want).abs().max() > 1e-3  # what the old form did
+
+
 def test_adaptive_weight_regimes() -> None:
     flat = torch.full((1, 3, 16, 16), 100.0)  # sigma 0: sigmoid(0 - 1)
     torch.testing.assert_close(

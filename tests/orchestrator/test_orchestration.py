@@ -86,9 +86,11 @@ def test_stages_are_reused_within_and_across_jobs(ray_local, tmp_path, capsys, m
     printed = capsys.readouterr().out
     assert "trained 3 stage(s), reused 0" in printed
     client, runs = _runs(tmp_path)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    parents = [r for r in runs if r.data.tags.get("denoise.kind") == "ablation"]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert [p.info.run_name for p in parents] == ["S-2"] and len(children) == 3
+    refs = [r for r in runs if r.data.tags.get("denoise.kind") == "reference"]
+    assert sorted(r.info.run_name for r in refs) == ["nlm", "noisy input"]  # the tiny profile's
     assert parents[0].data.metrics["psnr"] > 0 and parents[0].info.status == "FINISHED"
     unet = [c for c in children if c.data.tags["denoise.stage"] == "unet"][0]
     assert parents[0].data.tags["denoise.final_run"] == unet.info.run_id
@@ -108,7 +110,7 @@ def test_stages_are_reused_within_and_across_jobs(ray_local, tmp_path, capsys, m
     # The same job again trains nothing and adds no run.
     assert _run(tmp_path, "S-2") == 0
     assert "trained 0 stage(s), reused 3" in capsys.readouterr().out
-    assert len(_runs(tmp_path)[1]) == 4
+    assert len(_runs(tmp_path)[1]) == 6
     # Adding SSID trains only its own LAN and UNet; its BNN is S-2's.
     assert _run(tmp_path, "S-2,ssid") == 0
     printed = capsys.readouterr().out
@@ -121,7 +123,8 @@ def test_stages_are_reused_within_and_across_jobs(ray_local, tmp_path, capsys, m
     assert reused.data.tags["denoise.reused_from"] == trained[0].info.run_id
     assert reused.data.tags[STAGE_KEY] == trained[0].data.tags[STAGE_KEY]
     rows = (tmp_path / "runs" / "results.csv").read_text().splitlines()
-    assert rows[2].startswith("ssid,ssid,unet,finished,") and ",bnn," in rows[2]
+    (ssid,) = [r for r in rows if r.startswith("ssid,")]
+    assert ssid.startswith("ssid,ssid,unet,finished,") and ",bnn," in ssid
     assert (tmp_path / "runs" / "comparison_grid.png").is_file()
     # Each attempt records where it started; none resumed here.
     attempts = [
@@ -143,7 +146,7 @@ def test_a_failing_stage_stops_only_what_depends_on_it(ray_local, tmp_path, caps
     finished = list((tmp_path / "runs" / "stages").glob("lan-*/model.pt"))
     assert len(finished) == 1  # S-2's LAN
     _, runs = _runs(tmp_path)
-    parents = {r.info.run_name: r.info.status for r in runs if "mlflow.parentRunId" not in r.data.tags}
+    parents = {r.info.run_name: r.info.status for r in runs if r.data.tags.get("denoise.kind") == "ablation"}
     assert parents == {"ssid": "FAILED", "S-2": "FAILED"}  # S-2's UNet needs the BNN too
     failed_bnn = [r for r in runs if r.data.tags.get("denoise.stage") == "bnn" and r.info.status == "FAILED"]
     assert failed_bnn and "larger than" in failed_bnn[0].data.tags["denoise.error"]
@@ -170,35 +173,89 @@ def test_resume_continues_the_saved_study(ray_local, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_the_whole_catalogue_with_no_arguments(ray_local, tmp_path, monkeypatch, capsys):
-    """``python jobs/ablations.py``: smoke profile, synthetic data, MLflow in the working folder."""
+def test_the_whole_catalogue_from_the_working_folder(ray_local, tmp_path, monkeypatch, capsys):
+    """``python jobs/ablations.py`` as a newcomer runs it (synthetic data, MLflow in the working
+    folder), on the tiny profile: every catalogue entry and the reference rows, then again with
+    nothing to train. What the smoke profile's numbers show is tested below."""
     monkeypatch.chdir(tmp_path)
-    assert ablations.main([]) == 0
+    assert ablations.main(["--profile", "tiny"]) == 0
     printed = capsys.readouterr().out
-    table = {r["ablation"]: r for r in _csv(tmp_path / "runs" / "results.csv")}
+    rows = _csv(tmp_path / "runs" / "results.csv")
+    table = {r["ablation"]: r for r in rows if r["family"] != "reference"}
     assert set(table) == {"lgbpn", "L-1", "L-2", "L-3", "L-4", "L-5", "ssid", "S-1", "S-2", "apbsn"}
+    assert [r["ablation"] for r in rows if r["family"] == "reference"] == ["noisy input", "nlm"]
     for name, row in table.items():
         for m in ("psnr", "ssim", "ssim_uniform7"):
             assert math.isfinite(float(row[m])), (name, m, row[m])
-        assert row["blocks"] == "24" and row["status"] == "finished"
-    assert float(table["ssid"]["psnr"]) > float(table["S-2"]["psnr"]) + 0.5
-    assert float(table["ssid"]["ssim"]) > float(table["S-2"]["ssim"]) + 0.1
+        assert row["blocks"] == "2" and row["status"] == "finished"
+        assert row["psnr_ci_low"] == "" and row["seeds"] == "1"  # one validation image: no interval
+        original = {"ssid": "ssid", "lgbpn": "lgbpn", "apbsn": "apbsn"}[row["family"]]
+        assert (row["delta_psnr_vs_original"] == "") == (name == original)
     assert "| S-2 |" in printed and "trained 15 stage(s), reused 0" in printed
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("ablations-smoke")
+    exp = client.get_experiment_by_name("ablations-tiny")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
-    parents = {r.info.run_name: r for r in runs if "mlflow.parentRunId" not in r.data.tags}
+    parents = {r.info.run_name: r for r in runs if r.data.tags.get("denoise.kind") == "ablation"}
     assert set(parents) == set(table)
     assert all("psnr" in p.data.metrics and "ssim" in p.data.metrics for p in parents.values())
     bnn_done = [r for r in runs if r.data.tags.get("denoise.stage") == "bnn" and r.data.tags.get(STAGE_DONE)]
     assert len({r.data.tags[STAGE_KEY] for r in bnn_done}) == len(bnn_done) == 2  # SSID/S-2's once, S-1's
     trained = [r for r in runs if r.data.tags.get(STAGE_DONE) == "true"]
     assert len(trained) == 15
-    for r in trained:
-        assert client.list_artifacts(r.info.run_id, "checkpoints"), r.info.run_name
+    for r in trained:  # the tiny SSID's stages run past a checkpoint (AP-BSN's 2 steps do not)
+        if r.info.run_name in ("bnn", "lan", "unet"):
+            assert client.list_artifacts(r.info.run_id, "checkpoints"), r.info.run_name
     # Running it again trains nothing.
-    assert ablations.main([]) == 0
+    assert ablations.main(["--profile", "tiny"]) == 0
     assert "trained 0 stage(s), reused 15" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_smoke_ssid_beats_its_ablation_without_the_lan(ray_local, tmp_path, capsys):
+    """On the smoke profile's data, SSID's LAN and adaptive loss are worth their stages: S-2 (no
+    LAN) is well below SSID, in PSNR and in SSIM, with the paired difference in the table."""
+    args = ["--ablations", "ssid,S-2", "--out", str(tmp_path / "runs"), "--no-tracking"]
+    sets = [f"data.cache_dir={tmp_path / 'data'}", "train.ssid.steps=200", 'eval.references=["noisy input"]']
+    assert ablations.main([*args, *(a for s in sets for a in ("--set", s))]) == 0
+    capsys.readouterr()
+    table = {r["ablation"]: r for r in _csv(tmp_path / "runs" / "results.csv")}
+    ssid, s2, noisy = table["ssid"], table["S-2"], table["noisy input"]
+    assert float(ssid["psnr"]) > float(s2["psnr"]) + 0.5 and float(ssid["ssim"]) > float(s2["ssim"]) + 0.1
+    assert float(s2["delta_psnr_vs_original"]) == pytest.approx(float(s2["psnr"]) - float(ssid["psnr"]))
+    assert float(ssid["psnr"]) > float(noisy["psnr"]) + 2 and ssid["flag"] == ""
+    assert float(ssid["psnr_ci_low"]) < float(ssid["psnr"]) < float(ssid["psnr_ci_high"])
+
+
+@pytest.mark.slow
+def test_seeds_train_distinct_keys_beside_the_reference_rows(ray_local, tmp_path, capsys):
+    """``--seeds 3`` under ``smoke``: three stage keys, a rerun trains none; the table has the
+    mean and std over seeds and the reference rows with their times; MLflow holds the seeds' runs
+    under the ablation's parent."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["--ablations", "apbsn", "--seeds", "3", "--out", str(tmp_path / "runs"), "--tracking-uri", uri]
+    args += ["--set", f"data.cache_dir={tmp_path / 'data'}"]
+    assert ablations.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "trained 3 stage(s), reused 0" in printed and "| bm3d |" in printed
+    assert len(list((tmp_path / "runs" / "stages").glob("bsn-*/model.pt"))) == 3
+    rows = _csv(tmp_path / "runs" / "results.csv")
+    refs = {r["ablation"]: r for r in rows if r["family"] == "reference"}
+    assert list(refs) == ["noisy input", "nlm", "bm3d"]
+    assert float(refs["bm3d"]["eval_s"]) > 0 and float(refs["nlm"]["eval_s"]) > 0
+    (row,) = [r for r in rows if r["ablation"] == "apbsn"]
+    assert row["seeds"] == "3" and float(row["psnr_std"]) > 0 and len(row["step"].split("/")) == 3
+    assert float(row["psnr_ci_low"]) < float(row["psnr"]) < float(row["psnr_ci_high"])
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("ablations-smoke").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("denoise.kind") == "ablation"]
+    seeds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags["denoise.seed"] for r in seeds) == ["0", "1", "2"]
+    stages = [r for r in runs if r.data.tags.get("denoise.kind") == "stage"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in stages} == {r.info.run_id for r in seeds}
+    assert len({r.data.tags[STAGE_KEY] for r in stages}) == 3
+    assert parent.data.metrics["psnr_std"] == pytest.approx(float(row["psnr_std"]))
+    assert ablations.main(args) == 0
+    assert "trained 0 stage(s), reused 3" in capsys.readouterr().out
 
 
 def _csv(path: Path) -> list[dict]:
