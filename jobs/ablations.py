@@ -25,11 +25,16 @@ from orchestrator.cli import STUDY_FLAGS, add_config_arguments, add_study_argume
 from orchestrator.config import ConfigError, apply_overrides, from_yaml_text, to_yaml
 from orchestrator.errors import JOB_ERRORS, fail
 from orchestrator.schema import StudyConfig
-from orchestrator.study.catalogue import catalogue, load_profile, resolve_all
+from orchestrator.study.catalogue import catalogue, load_profile, profiles, resolve_all
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    listed = "\n".join(f"  {name:7s} {what}" for name, what in profiles().items())
+    ap = argparse.ArgumentParser(
+        description=__doc__,
+        epilog=f"profiles (--profile NAME; times measured on 2 CPU cores):\n{listed}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--ablations", metavar="A,B", help="comma-separated catalogue names (default: all)")
     add_study_arguments(ap, out="runs")
     ap.add_argument("--resume", action="store_true", help="continue the study saved in OUT/study.yaml")

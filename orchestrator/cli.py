@@ -95,7 +95,9 @@ def add_run_arguments(ap: argparse.ArgumentParser, *, out: str) -> None:
 
 def add_study_arguments(ap: argparse.ArgumentParser, *, out: str) -> None:
     """``--profile`` and ``--storage`` besides :func:`add_run_arguments`' options."""
-    ap.add_argument("--profile", default="smoke", help="smoke (CPU-sized, default), paper, or a YAML file")
+    ap.add_argument(
+        "--profile", default="smoke", help="a profile of configs/ (default smoke), or a YAML file"
+    )
     add_run_arguments(ap, out=out)
     ap.add_argument("--storage", metavar="DIR_OR_URI", help="Tune's storage path (default OUT/ray_results)")
     ap.add_argument(

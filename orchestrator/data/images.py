@@ -2,8 +2,9 @@
 
 ``read_image`` returns the pixels as stored (uint8 or uint16, (H, W, 3)); ``write_image`` writes
 them back in the format its suffix names, keeping the bit depth (JPEG: 8 bits only). Pillow
-reduces 16-bit RGB PNGs to 8 bits, so those are decoded here (zlib and the five PNG row filters)
-and encoded here. Every failure is an :class:`ImageError` naming the file and the reason.
+reduces 16-bit RGB PNGs to 8 bits, so those go through libpng (``imagecodecs``) after every
+chunk's CRC and the header's sizes are checked here; TIFFs go through ``tifffile``. Every failure
+is an :class:`ImageError` naming the file and the reason.
 """
 
 from __future__ import annotations
@@ -152,60 +153,31 @@ def _chunks(data: bytes, path: Path):
 
 
 def _read_png16(path: Path) -> np.ndarray:
+    """A 16-bit PNG: every chunk's CRC and the header checked here, the pixels decoded by libpng."""
+    import imagecodecs
+
     data = path.read_bytes()
-    ihdr, idat = None, []
+    ihdr, idat = None, False
     for kind, body in _chunks(data, path):
         if kind == b"IHDR":
             ihdr = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
-            idat.append(body)
+            idat = True
         elif kind == b"tRNS":
             raise ImageError(path, "has an alpha channel; save it as RGB without alpha first")
     if ihdr is None or not idat:
         raise ImageError(path, "not a complete PNG (no IHDR or IDAT)")
-    width, height, depth, color, _, _, interlace = ihdr
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(color)
-    if channels is None:
+    width, height, _, color, _, _, _ = ihdr
+    if color not in (0, 2, 4, 6):
         raise ImageError(path, f"unsupported PNG color type {color}")
-    if interlace:
-        raise ImageError(path, "interlaced 16-bit PNG; save it without interlacing")
-    bpp = 2 * channels
-    stride = width * bpp
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
-    if raw.size != height * (stride + 1):
-        raise ImageError(path, "PNG data does not match its size")
-    rows = raw.reshape(height, stride + 1)
-    out = np.zeros((height, stride), np.uint8)
-    prev = np.zeros(stride, np.uint8)
-    for y in range(height):
-        out[y] = prev = _unfilter(int(rows[y, 0]), rows[y, 1:], prev, bpp, path)
-    pixels = out.view(">u2").reshape(height, width, channels).astype(np.uint16)
-    return pixels[..., 0] if channels == 1 else pixels
-
-
-def _unfilter(kind: int, line: np.ndarray, prev: np.ndarray, bpp: int, path: Path) -> np.ndarray:
-    if kind == 0:
-        return line.copy()
-    if kind == 2:
-        return line + prev
-    if kind == 1:  # Sub: a running sum per byte lane
-        lanes = line.reshape(-1, bpp).astype(np.int64)
-        return (np.cumsum(lanes, axis=0) % 256).astype(np.uint8).ravel()
-    if kind not in (3, 4):
-        raise ImageError(path, f"bad PNG row filter {kind}")
-    cur = bytearray(line.tobytes())
-    up = prev.tobytes()
-    for i in range(len(cur)):
-        a = cur[i - bpp] if i >= bpp else 0
-        b = up[i]
-        if kind == 3:
-            cur[i] = (cur[i] + ((a + b) >> 1)) & 0xFF
-        else:
-            c = up[i - bpp] if i >= bpp else 0
-            p = a + b - c
-            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-            cur[i] = (cur[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
-    return np.frombuffer(bytes(cur), np.uint8)
+    try:
+        pixels = imagecodecs.png_decode(data)
+    except Exception as exc:  # libpng's message: a bad filter, short or long pixel data
+        raise ImageError(path, f"corrupt PNG ({type(exc).__name__}: {exc})") from None
+    if pixels.shape[:2] != (height, width) or pixels.dtype != np.uint16:
+        shape = f"{pixels.dtype} {pixels.shape}"
+        raise ImageError(path, f"PNG data does not match its header ({shape}; {height}x{width} 16-bit)")
+    return pixels
 
 
 @dataclass(frozen=True)
@@ -285,15 +257,8 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def _write_png16(path: Path, pixels: np.ndarray) -> None:
-    h, w, c = pixels.shape
-    body = np.ascontiguousarray(pixels.astype(">u2").reshape(h, w * c)).view(np.uint8)
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), body], axis=1).tobytes()
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    import imagecodecs
+
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(
-        _PNG_SIG
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", zlib.compress(raw, 6))
-        + png_chunk(b"IEND", b"")
-    )
+    tmp.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(pixels, dtype=np.uint16), level=6))
     tmp.replace(path)

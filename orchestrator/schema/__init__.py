@@ -18,7 +18,6 @@ from orchestrator.schema.data import (
 from orchestrator.schema.jobs import (
     CorrelationConfig,
     CorrelationFigures,
-    DemoConfig,
     DenoiseConfig,
     EvaluateConfig,
 )
@@ -57,5 +56,4 @@ __all__ = [
     "CorrelationConfig",
     "DenoiseConfig",
     "EvaluateConfig",
-    "DemoConfig",
 ]

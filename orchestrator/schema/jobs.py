@@ -1,4 +1,4 @@
-"""The configs of the jobs beside the study: correlation, denoise, evaluate, the data demo."""
+"""The configs of the jobs beside the study: correlation, denoise, evaluate."""
 
 from __future__ import annotations
 
@@ -98,12 +98,3 @@ class EvaluateConfig:
     experiment: str = ""
     ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig(experiment="evaluations")
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """The end-to-end data-layer demo (``jobs/demo.py``)."""
-
-    data: DataConfig = DataConfig()
-    correlation_radius: int = 10
-    max_pairs: int = 8

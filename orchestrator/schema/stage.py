@@ -37,7 +37,9 @@ class ModelSpec:
 class OptimConfig:
     """Adam and its schedule. ``cosine`` anneals to 0 over the stage's steps (SSID); ``step``
     multiplies by ``gamma`` every ``decay_epochs`` epochs, or every ``decay_every`` steps when
-    that is set (AP-BSN, LG-BPN: x0.1 every 8 epochs)."""
+    that is set (AP-BSN, LG-BPN: x0.1 every 8 epochs). ``warmup`` > 0: the learning rate rises
+    linearly over the first ``warmup`` steps (step k uses ``(k + 1) / warmup`` of it), the schedule
+    applying on top."""
 
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
@@ -45,6 +47,7 @@ class OptimConfig:
     decay_epochs: int = 0
     decay_every: int = 0
     gamma: float = 0.1
+    warmup: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,11 @@ class TrainConfig:
     ``docs/MODELS.md``). ``channels_last``: keep the model and its inputs in NHWC memory layout
     (same function; faster convolutions on CPU). ``reuse_memory``: keep freed memory in malloc's
     heap for the rest of the process (:func:`models.runtime.reuse_freed_memory`; same function,
-    faster on CPU, resident memory stays at its high-water mark).
+    faster on CPU, resident memory stays at its high-water mark). ``init_output_bias``: before the
+    first step, shift the bias of the network's output convolution so that its mean output on the
+    first batch equals that batch's per-channel mean (a data-dependent initialisation: the network
+    starts at the data's intensity instead of near 0; its function is unchanged). ``compile``:
+    ``torch.compile`` the network for training (same function; not part of the stage key).
     """
 
     steps: int = 400_000
@@ -81,6 +88,8 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
     channels_last: bool = False
     reuse_memory: bool = False
+    init_output_bias: bool = False
+    compile: bool = False
 
 
 @dataclass(frozen=True)

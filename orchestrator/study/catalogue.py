@@ -152,6 +152,16 @@ def load_profile(profile: str = "paper", overrides: tuple[str, ...] | list[str] 
     return build(StudyConfig, path, overrides)
 
 
+def profiles() -> dict[str, str]:
+    """The profiles in ``configs/``, each with its header: the first comment line of its file,
+    which says what it is for and how long it takes on 2 CPU cores."""
+    out = {}
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        first = path.read_text().splitlines()[:1]
+        out[path.stem] = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+    return out
+
+
 def catalogue(study: StudyConfig | None = None) -> dict[str, Ablation]:
     """The built-in entries plus the study's ``custom`` ones."""
     out = dict(CATALOGUE)

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import shutil
 import sys
+from pathlib import Path
 
 COLUMNS = (
     "ablation",
@@ -126,16 +129,33 @@ def to_markdown(table: list[dict], best: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _mlflow_command() -> str:
+    """``mlflow`` as this Python's environment has it (``.venv/bin/mlflow`` when not on PATH)."""
+    beside = Path(sys.executable).parent / "mlflow"
+    if beside.is_file() and shutil.which("mlflow") != str(beside):
+        return os.path.relpath(beside) if not os.path.relpath(beside).startswith("..") else str(beside)
+    return "mlflow"
+
+
 def print_summary(outcome) -> None:
     """The table, what was reused, and where to look in the MLflow UI; stages a scheduler stopped
     early are listed as such, not as failures."""
     print(to_markdown(outcome.table, best=outcome.best), flush=True)
     print(f"trained {len(outcome.trained)} stage(s), reused {len(outcome.reused)}; results in {outcome.out}")
     if outcome.tracking_uri:
-        ui = f"mlflow ui --backend-store-uri {outcome.tracking_uri}"
+        ui = f"{_mlflow_command()} ui --backend-store-uri {outcome.tracking_uri}"
         if outcome.tracking_uri.startswith("http"):
             ui = f"open {outcome.tracking_uri}"
         print(f"MLflow: experiment {outcome.experiment_id} at {outcome.tracking_uri}; to browse: {ui}")
+        print(
+            '  MLflow 3\'s UI opens on its GenAI overview: the runs are under "Model training" '
+            "(one parent run per ablation, its stages as child runs, the reference rows as runs of their own)"
+        )
+    figure = outcome.out / "comparison_grid.png"
+    print(
+        f"table: {outcome.out / 'results.md'} and results.csv"
+        + (f"; comparison grid: {figure}" if figure.is_file() else "")
+    )
     for label, why in outcome.failed.items():
         if why.startswith("stopped early") or "stopped early" in why:
             print(f"stopped early {label}: {why}", file=sys.stderr)

@@ -99,14 +99,39 @@ class StageContext:
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int, steps_per_epoch: int):
     o = cfg.optim
+    if o.warmup > 0:
+        return _warmup_schedule(opt, cfg, total, steps_per_epoch)
     if o.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     if o.schedule == "step":
-        every = o.decay_every or o.decay_epochs * steps_per_epoch
-        if every <= 0:
-            raise ConfigError("train.optim", "schedule 'step' needs decay_every or decay_epochs > 0")
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=every, gamma=o.gamma)
+        return torch.optim.lr_scheduler.StepLR(
+            opt, step_size=_decay_every(cfg, steps_per_epoch), gamma=o.gamma
+        )
     return None
+
+
+def _decay_every(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    o = cfg.optim
+    every = o.decay_every or o.decay_epochs * steps_per_epoch
+    if every <= 0:
+        raise ConfigError("train.optim", "schedule 'step' needs decay_every or decay_epochs > 0")
+    return every
+
+
+def _warmup_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int, steps_per_epoch: int):
+    """A linear warm-up over ``optim.warmup`` steps times the schedule, as one closed form."""
+    o = cfg.optim
+    every = _decay_every(cfg, steps_per_epoch) if o.schedule == "step" else 0
+
+    def factor(k: int) -> float:
+        warm = min(1.0, (k + 1) / o.warmup)
+        if o.schedule == "cosine":
+            return warm * 0.5 * (1.0 + math.cos(math.pi * min(k, total) / max(1, total)))
+        if o.schedule == "step":
+            return warm * o.gamma ** (k // every)
+        return warm
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def steps_per_epoch(cfg: TrainConfig, sizes: list[tuple[int, int]]) -> int:
@@ -142,6 +167,14 @@ def train_stage(stage: Stage, ctx: StageContext) -> StageResult:
     for net in upstream.values():
         net.to(device, memory_format=_layout(t))
     step = resume(ckpt_dir, stage.key, model, opt, sched)
+    if t.init_output_bias and step == 0:
+        first = CropSampler(
+            ctx.images, names=ctx.names, patch=t.patch, batch=t.batch, seed=t.seed, shapes=ctx.shapes
+        )
+        x = to_tensor(first.batch(0)).to(device, memory_format=_layout(t))
+        note = init_output_bias(model, x)
+        if ctx.progress:
+            print(f"[{cfg.name}] {note}", flush=True)
     if ctx.on_start is not None:
         ctx.on_start(step)
     started = time.perf_counter()
@@ -150,6 +183,31 @@ def train_stage(stage: Stage, ctx: StageContext) -> StageResult:
     with writing(cfg.name, stage.model_file, ckpt_dir):
         save_model(stage, model, {"step": step, "train_s": train_s, "metrics": {}})
     return StageResult(cfg.name, stage.key, stage.model_file, {}, step, train_s=train_s)
+
+
+@torch.no_grad()
+def init_output_bias(model: nn.Module, x: torch.Tensor) -> str:
+    """Shift the bias of ``model``'s output convolution (the last convolution with as many output
+    channels as ``x`` has, and a bias, to run in a forward pass on ``x``) so that the mean output
+    per channel equals ``x``'s: the network starts at the data's intensity. Returns what it did."""
+    ran: list[nn.Conv2d] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, _i, _o: ran.append(mod))
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d) and m.out_channels == x.shape[1] and m.bias is not None
+    ]
+    try:
+        before = model(x).float().mean(dim=(0, 2, 3))
+    finally:
+        for h in hooks:
+            h.remove()
+    if not ran:
+        return "train.init_output_bias: no output convolution with a bias; left as initialised"
+    target = x.float().mean(dim=(0, 2, 3))
+    ran[-1].bias += (target - before).to(ran[-1].bias.dtype)
+    after = model(x).float().mean(dim=(0, 2, 3))
+    fmt = lambda v: "/".join(f"{a:.1f}" for a in v.tolist())  # noqa: E731
+    return f"output bias from the first batch: mean output {fmt(before)} -> {fmt(after)} (data {fmt(target)})"
 
 
 class _Fit:
@@ -170,6 +228,7 @@ class _Fit:
             shapes=ctx.shapes,
         )
         self.device, self.layout = device_for(ctx.device), _layout(t)
+        self.forward = torch.compile(model) if t.compile else model  # same weights, same function
         self.ckpt_dir, self.history_path = stage.path / "checkpoints", stage.path / "history.jsonl"
         sel = ctx.selection
         self.best_path = best_file(stage, sel.key) if sel is not None and ctx.validation is not None else None
@@ -186,7 +245,7 @@ class _Fit:
         with torch.no_grad(), autocast(t.precision, self.device):
             targets = [x if name == NOISY else infer(self.upstream[name], x) for name in cfg.targets]
         with autocast(t.precision, self.device):
-            out = self.model(x)
+            out = self.forward(x)
         loss = self.loss_fn(out.float(), *(y.float() for y in targets))
         if not torch.isfinite(loss):
             raise FloatingPointError(

@@ -38,6 +38,7 @@ _NOT_IN_KEY = (
     "threads",
     "channels_last",
     "reuse_memory",
+    "compile",
 )
 
 
@@ -46,8 +47,13 @@ def key_config(cfg: StageConfig) -> dict[str, Any]:
     d = to_dict(cfg)
     for k in _NOT_IN_KEY:
         d["train"].pop(k)
-    if d["train"]["precision"] == "fp32":  # the default is left out: keys from before it stay valid
+    # defaults of options added later are left out: keys from before them stay valid
+    if d["train"]["precision"] == "fp32":
         d["train"].pop("precision")
+    if not d["train"]["init_output_bias"]:
+        d["train"].pop("init_output_bias")
+    if d["train"]["optim"]["warmup"] == 0:
+        d["train"]["optim"].pop("warmup")
     return d
 
 

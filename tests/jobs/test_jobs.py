@@ -44,35 +44,40 @@ def test_make_synthetic_writes_sidd_layout(tmp_path: Path, capsys: pytest.Captur
     assert make_synthetic.main(["--out", str(out), "--cameras", "XX"]) == 2
 
 
-def test_demo_end_to_end_and_cached(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    args = [
+def test_demo_runs_the_correlation_map_and_the_main_job(ray_local, tmp_path: Path, capsys) -> None:
+    """``make demo``'s path under the tiny profile: the map and its figures, then the ablations
+    with the reference rows, the table, where everything is, and how to open MLflow."""
+    out = tmp_path / "demo"
+    args = ["--profile", "tiny", "--ablations", "S-2,apbsn", "--out", str(out)]
+    args += [
         "--set",
-        f"data.cache_dir={tmp_path}",
-        "--set",
-        "data.synthetic.scenes=2",
-        "--set",
-        "data.synthetic.size=[48,64]",
-        "--set",
-        "data.synthetic.block_size=16",
-        "--set",
-        "correlation_radius=5",
+        f"data.cache_dir={tmp_path / 'data'}",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'm.db'}",
     ]
     assert demo.main(args) == 0
-    out = capsys.readouterr().out
-    assert "generating SIDD-like synthetic data" in out
-    assert "noisy input: PSNR" in out and "distance  synthetic  real SIDD" in out
-    assert demo.main(args) == 0  # second run reuses the generated tree
-    assert "generating" not in capsys.readouterr().out
-    assert len(list(tmp_path.glob("synthetic-*"))) == 1
+    printed = capsys.readouterr().out
+    assert (
+        "step 1/2: the noise-correlation map" in printed and "step 2/2: the ablations S-2, apbsn" in printed
+    )
+    assert (out / "correlation" / "pooled_map.npy").is_file()
+    assert list((out / "correlation" / "figures").glob("*.png"))
+    for row in ("| noisy input |", "| nlm |", "| S-2 |", "| apbsn |"):
+        assert row in printed
+    assert (out / "results.md").is_file() and (out / "comparison_grid.png").is_file()
+    assert f"comparison grid: {out / 'comparison_grid.png'}" in printed
+    assert "ui --backend-store-uri sqlite:///" in printed and '"Model training"' in printed
+    assert f"its figures: {out / 'correlation' / 'figures'}" in printed
 
 
 def test_demo_reports_config_and_dataset_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert demo.main(["--set", "data.synthetic.scenez=2"]) == 2
     assert "'data.synthetic.scenez': unknown key" in capsys.readouterr().err
-    assert demo.main(["--set", f"data.root={tmp_path / 'missing'}"]) == 2
+    assert demo.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "dataset root is not a directory" in capsys.readouterr().err
     assert demo.main(["--print-config"]) == 0
-    assert "synthetic:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "profile: demo" in printed and "- S-2" in printed
 
 
 def test_ablations_job_lists_checks_and_trains(ray_local, tmp_path: Path, capsys) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -114,15 +115,23 @@ def test_an_override_below_a_value_an_earlier_one_set():
 
 
 def test_project_configs_load() -> None:
-    cfg = C.build(S.DemoConfig, None, ["data.synthetic.scenes=2", "data.synthetic.size=[32,32]"])
+    cfg = C.build(S.CorrelationConfig, None, ["data.synthetic.scenes=2", "data.synthetic.size=[32,32]"])
     assert cfg.data.synthetic.scenes == 2 and cfg.data.synthetic.size == (32, 32)
-    assert C.from_yaml_text(S.DemoConfig, C.to_yaml(cfg)) == cfg
+    assert C.from_yaml_text(S.CorrelationConfig, C.to_yaml(cfg)) == cfg
     # the spec's own validation runs when built from config
     with pytest.raises(ConfigError, match="unknown camera code"):
-        C.build(S.DemoConfig, None, ["data.synthetic.cameras=[ZZ]"])
+        C.build(S.CorrelationConfig, None, ["data.synthetic.cameras=[ZZ]"])
 
 
-def test_shipped_yaml_configs_load() -> None:
-    root = Path(__file__).resolve().parents[2] / "configs"
-    cfg = C.build(S.DemoConfig, root / "demo.yaml")
-    assert cfg == S.DemoConfig()  # the file spells out the defaults
+def test_shipped_profiles_load_and_say_what_they_cost() -> None:
+    """Every profile in configs/ builds a study whose every entry resolves, and its header (shown
+    by ``jobs/ablations.py --help``) gives its expected time."""
+    from orchestrator.study.catalogue import load_profile, profiles, resolve_all
+
+    shipped = profiles()
+    assert {"tiny", "smoke", "demo", "desk", "paper"} <= set(shipped)
+    for name, header in shipped.items():
+        expected = re.search(r"\d+ (s|min|h)\b|days", header)
+        assert expected, f"configs/{name}.yaml: no expected time in its header {header!r}"
+        study = load_profile(name)
+        assert study.profile == name and resolve_all(study)

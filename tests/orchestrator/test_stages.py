@@ -146,3 +146,54 @@ def test_bf16_and_channels_last_train_the_same_stage(tiny_data, tmp_path):
     assert not np.array_equal(runs["bf16"][1], runs["fp32"][1])
     with pytest.raises(ConfigError, match=r"train\.ssid\.precision"):
         _tiny(cache, "train.ssid.precision=fp16")
+
+
+def test_warmup_and_output_bias_are_part_of_the_recipe_and_compile_is_not(tiny_data, tmp_path):
+    """A warm-up scales the schedule's rate linearly over its steps; a data-dependent output bias
+    starts the network at the data's mean; both change the stage's key, ``compile`` does not, and
+    options left at their defaults keep the keys they had before the options existed."""
+    from orchestrator.schema import OptimConfig, TrainConfig
+    from orchestrator.train.loop import init_output_bias, make_scheduler
+    from orchestrator.train.store import key_config
+
+    def rates(optim, total=10):
+        opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=optim.lr)
+        sched = make_scheduler(opt, TrainConfig(optim=optim), total, 5)
+        out = []
+        for _ in range(total):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return np.array(out)
+
+    cosine = rates(OptimConfig(lr=1.0, schedule="cosine"))
+    warm = rates(OptimConfig(lr=1.0, schedule="cosine", warmup=4))
+    np.testing.assert_allclose(warm[:4], cosine[:4] * np.array([0.25, 0.5, 0.75, 1.0]), rtol=1e-6)
+    np.testing.assert_allclose(warm[4:], cosine[4:], rtol=1e-6)
+    step = rates(OptimConfig(lr=1.0, schedule="step", decay_every=3, gamma=0.5, warmup=2))
+    np.testing.assert_allclose(step[:7], [0.5, 1, 1, 0.5, 0.5, 0.5, 0.25])
+
+    from models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("ssid_unet", dim=8)
+    x = torch.rand(2, 3, 32, 32) * 0.4 + 0.3
+    note = init_output_bias(net, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x).mean(dim=(0, 2, 3)), x.mean(dim=(0, 2, 3)), atol=1e-3)
+    assert note.startswith("output bias from the first batch")
+
+    cache, index, _ = tiny_data
+    keys, configs = {}, {}
+    for tag, extra in (
+        ("plain", []),
+        ("compile", ["train.ssid.compile=true"]),
+        ("warmup", ["train.ssid.optim.warmup=2"]),
+        ("bias", ["train.ssid.init_output_bias=true"]),
+    ):
+        study = _tiny(cache, 'stages=["bnn"]', *extra)
+        stage = plan(study, index, store=tmp_path)[0].stages[0]
+        keys[tag], configs[tag] = stage.key, key_config(stage.config)
+    assert keys["plain"] == keys["compile"] and len(set(keys.values())) == 3
+    plain = configs["plain"]
+    assert "init_output_bias" not in plain["train"] and "warmup" not in plain["train"]["optim"]

@@ -24,7 +24,7 @@ from PIL import Image
 from orchestrator.config import ConfigError, build, flatten, to_dict
 from orchestrator.data import files, images
 from orchestrator.data.files import DatasetError
-from orchestrator.schema import CorrelationConfig, DemoConfig, StudyConfig
+from orchestrator.schema import CorrelationConfig, DenoiseConfig, StudyConfig
 from orchestrator.study.catalogue import catalogue, load_profile, resolve, selected
 from orchestrator.study.sweep import load_sweep, variants
 from tests.files import with_ihdr
@@ -102,7 +102,7 @@ def test_fuzz_study_overrides(overrides):
         _named_key(exc, overrides)
 
 
-@pytest.mark.parametrize("cls", [CorrelationConfig, DemoConfig])
+@pytest.mark.parametrize("cls", [CorrelationConfig, DenoiseConfig])
 @given(data=st.data())
 def test_fuzz_job_overrides(cls, data):
     overrides = data.draw(st.lists(_override(_keys(cls)), max_size=4))
