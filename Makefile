@@ -13,13 +13,14 @@ QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint clean help
+.PHONY: install demo test test-fast lint clean help device-check
 
 help:
 	@echo "make demo   - set up .venv if needed, then the main job end to end (about 7 min on 2 cores)"
 	@echo "make test   - set up .venv if needed, then run the whole test suite"
 	@echo "make test-fast - the tests that need neither Ray nor minutes (the edit loop)"
 	@echo "make lint   - ruff"
+	@echo "make device-check [REPORT=dir] - the GPU tests and benches on a machine with one GPU (prints the plan without one)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,11 +35,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python jobs/demo.py
 
+# Two workers: the tests that start Ray on one, in order; the others beside them (tests/conftest.py).
 test: $(STAMP)
-	@scripts/in-netns.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@scripts/in-netns.sh $(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	@scripts/in-netns.sh $(BIN)/python -m pytest -m "not slow and not ray" $(PYTEST_ARGS)
+
+REPORT ?= device-report
+device-check: $(STAMP)
+	@scripts/device-check.sh $(REPORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -48,6 +48,8 @@ def run_case(
     checkpoint: bool = False,
     precision: str = "fp32",
     reuse_memory: bool = False,
+    device: str = "cpu",
+    compiled: bool = False,
 ) -> dict:
     import torch
 
@@ -65,15 +67,21 @@ def run_case(
     model = create_model(name.removesuffix("_r3"), **kwargs)
     x = torch.rand(1, 3, size, size) * 255
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    x = x.contiguous(memory_format=fmt)
+    model = model.to(device, memory_format=fmt)
+    x = x.to(device).contiguous(memory_format=fmt)
     model.eval()
     call = getattr(model, method)
+    forward = torch.compile(model) if compiled else model  # the training step's forward
+    if compiled and method == "forward":
+        call = forward
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def infer():
         torch.manual_seed(0)  # R3's masks
-        with torch.no_grad(), autocast(precision):
-            return call(x)
+        with torch.no_grad(), autocast(precision, torch.device(device)):
+            y = call(x)
+        sync()
+        return y
 
     out = {"name": name, "params": sum(p.numel() for p in model.parameters())}
     out["infer_s"] = _median(infer, repeat)
@@ -86,14 +94,15 @@ def run_case(
     if CASES[name][4] is not None:
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        batch = (torch.rand(4, 3, crop, crop) * 255).contiguous(memory_format=fmt)
+        batch = (torch.rand(4, 3, crop, crop, device=device) * 255).contiguous(memory_format=fmt)
 
         def step():
             opt.zero_grad(set_to_none=True)
-            with autocast(precision):
-                y = model(batch)
+            with autocast(precision, torch.device(device)):
+                y = forward(batch)
             torch.nn.functional.l1_loss(y.float(), batch).backward()
             opt.step()
+            sync()
 
         out["train_s"] = _median(step, repeat)
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -134,10 +143,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--reuse-memory", action="store_true", help="keep freed memory in malloc's heap (models.runtime)"
     )
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument(
+        "--compile", action="store_true", help="torch.compile the forward passes (warm-up compiles)"
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = ap.parse_args(argv)
     if args.one:
-        flags = (args.channels_last, args.checkpoint, args.precision, args.reuse_memory)
+        flags = (
+            args.channels_last,
+            args.checkpoint,
+            args.precision,
+            args.reuse_memory,
+            args.device,
+            args.compile,
+        )
         case = run_case(args.one, args.threads, args.repeat, args.size, *flags)
         print(json.dumps(case))
         return 0
@@ -148,10 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     layout = "NHWC" if args.channels_last else "NCHW"
     print(
-        f"CPU, {args.threads} threads, median of {args.repeat}; inference 1x3x{args.size}x{args.size}; "
+        f"{args.device.upper()}, {args.threads} threads, median of {args.repeat}; "
+        f"inference 1x3x{args.size}x{args.size}; "
         f"{args.precision}, {layout}"
         + (", LG-BPN checkpointed" if args.checkpoint else "")
         + (", freed memory reused" if args.reuse_memory else "")
+        + (", torch.compile" if args.compile else "")
     )
     print(
         f"{'model':10s} {'params':>10s} {'infer s':>9s} {'ref s':>7s} {'speed-up':>8s} "
@@ -175,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--checkpoint"] if args.checkpoint else []
         cmd += ["--precision", args.precision]
         cmd += ["--reuse-memory"] if args.reuse_memory else []
+        cmd += ["--device", args.device] + (["--compile"] if args.compile else [])
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             print(f"{name}: failed\n{done.stderr[-2000:]}", file=sys.stderr)

@@ -61,7 +61,7 @@ def resolve_config(cls: type[T], args: argparse.Namespace, flags: Iterable[str] 
 DATA_FLAGS = {"data": "data.root", "train_data": "data.train", "eval_data": "data.eval"}
 RUN_FLAGS = DATA_FLAGS | {"out": "out", "tracking_uri": "tracking.uri"}
 # ... and for the jobs that run a study as Tune trials.
-STUDY_FLAGS = RUN_FLAGS | {"storage": "trial.storage", "seeds": "seeds"}
+STUDY_FLAGS = RUN_FLAGS | {"storage": "trial.storage", "seeds": "seeds", "distill": "distill"}
 
 
 def add_data_arguments(ap: argparse.ArgumentParser, *, train: bool = True) -> None:
@@ -105,6 +105,13 @@ def add_study_arguments(ap: argparse.ArgumentParser, *, out: str) -> None:
         type=int,
         metavar="N",
         help="train each ablation with N seeds: the table's mean, std and interval cover them (study.seeds)",
+    )
+    ap.add_argument(
+        "--distill",
+        nargs="?",
+        const="ssid_unet",
+        metavar="MODEL",
+        help="add a row X+D per ablation X: MODEL (default ssid_unet) trained on X's output (study.distill)",
     )
 
 

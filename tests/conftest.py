@@ -110,3 +110,35 @@ def mlflow_server(tmp_path: Path):
         yield server
     finally:
         server.stop()
+
+
+# Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``): every test that may start Ray
+# runs on one worker, in order, so that two local Ray instances never share this machine's fixed
+# ports; the tests listed here start neither Ray nor a job and run beside them on the other worker.
+_NO_RAY = (
+    "tests/models/",
+    "tests/orchestrator/data/",
+    "tests/orchestrator/test_ablations.py",
+    "tests/orchestrator/test_config.py",
+    "tests/orchestrator/test_correlation.py",
+    "tests/orchestrator/test_correlation_report.py",
+    "tests/orchestrator/test_layering.py",
+    "tests/orchestrator/test_metrics.py",
+    "tests/orchestrator/test_selection.py",
+    "tests/orchestrator/test_stages.py",
+    "tests/orchestrator/test_tracking.py",
+    "tests/orchestrator/test_uncertainty.py",
+    "tests/reliability/test_fuzz.py",
+    "tests/reliability/test_security.py",
+    "tests/test_cluster_yaml.py",
+    "tests/test_lint.py",
+    "tests/test_sizes.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(__file__).resolve().parents[1]
+    for item in items:
+        where = Path(str(item.fspath)).resolve().relative_to(root).as_posix()
+        group = "no-ray" if where.startswith(_NO_RAY) else "ray"
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -89,3 +89,44 @@ def test_orchestration_bench_reports_overhead_and_critical_path(tmp_path: Path) 
     assert "critical path: S-2.bnn -> S-2.unet" in out  # S-2's LAN needs no BNN: it runs beside it
     ratio = float(out.split(" x critical path")[0].split("= ")[-1])
     assert ratio >= 0.99  # the makespan cannot be shorter than its longest chain
+
+
+def test_decode_distill_and_data_benches_run(capsys: pytest.CaptureFixture) -> None:
+    """Each on a tiny input: the old and new PNG readers agree; both teacher-output strategies are
+    timed; crops are drawn from real patch shards cold, warm and prefetched."""
+    import subprocess
+
+    from bench import data as bench_data
+    from bench import decode as bench_decode
+    from bench import distill as bench_distill
+
+    root = Path(__file__).resolve().parents[1]
+    old = subprocess.run(["git", "-C", str(root), "cat-file", "-e", f"{bench_decode.BEFORE}^{{commit}}"])
+    if old.returncode == 0:  # a checkout with its history
+        assert bench_decode.main(["--size", "24x40", "--repeat", "1"]) == 0
+        assert "(identical pixels)" in capsys.readouterr().out
+    assert bench_distill.main(["--profile", "tiny", "--steps", "1", "--teachers", "apbsn"]) == 0
+    assert "| apbsn |" in capsys.readouterr().out
+    assert bench_data.main(["--images", "1", "--size", "520x600", "--batches", "2", "--compute-ms", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| cold (every crop reads its tile from Parquet) |" in out and "prefetched" in out
+
+
+def test_device_check_without_a_gpu_prints_its_plan_and_succeeds(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PATH=f"{tmp_path}:/usr/bin:/bin")  # no nvidia-smi on it
+    (tmp_path / "nvidia-smi").write_text("#!/bin/sh\nexit 9\n")
+    (tmp_path / "nvidia-smi").chmod(0o755)
+    done = subprocess.run(
+        [str(root / "scripts" / "device-check.sh"), str(tmp_path / "r")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no CUDA device here" in done.stdout and "bench/models.py --device cuda" in done.stdout
+    assert not (tmp_path / "r").exists()

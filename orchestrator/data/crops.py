@@ -75,10 +75,10 @@ class CropSampler:
         self.augment = tuple(augment)
 
     def batch(self, step: int) -> np.ndarray:
-        """The crops of ``step``: uint8 (batch, patch, patch, 3)."""
+        """The crops of ``step``: uint8 (batch, patch, patch, channels of the images)."""
         rng = np.random.default_rng((self.seed, step))
         p = self.patch
-        out = np.empty((self.batch_size, p, p, 3), np.uint8)
+        out = np.empty((self.batch_size, p, p, self.images[0].shape[2]), np.uint8)
         for i in range(self.batch_size):
             k = int(rng.integers(len(self.images)))
             h, w = self.shapes[k]
@@ -109,3 +109,30 @@ def load_images(items: Sequence[TrainItem], *, progress: bool = True) -> tuple[l
         if bar:
             bar.update()
     return images, names
+
+
+class Prefetcher:
+    """A :class:`CropSampler`'s batches made on one background thread, ``depth`` steps ahead of
+    the training loop, so that reading tiles (Parquet row groups) and cropping overlap the step's
+    compute. ``batch(step)`` returns exactly ``sampler.batch(step)``: the crops stay a function of
+    the seed and the step, whatever was prefetched. Only the background thread touches the sampler."""
+
+    def __init__(self, sampler: CropSampler, depth: int = 2):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.sampler, self.depth = sampler, depth
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="crops")
+        self._ahead: dict = {}
+
+    def batch(self, step: int) -> np.ndarray:
+        found = self._ahead.pop(step, None) or self._pool.submit(self.sampler.batch, step)
+        for stale in [s for s in self._ahead if s < step]:  # a jump back (never in a plain run)
+            self._ahead.pop(stale).cancel()
+        for ahead in range(step + 1, step + 1 + self.depth):
+            if ahead not in self._ahead:
+                self._ahead[ahead] = self._pool.submit(self.sampler.batch, ahead)
+        return found.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._ahead.clear()

@@ -68,6 +68,10 @@ class TrainConfig:
     first batch equals that batch's per-channel mean (a data-dependent initialisation: the network
     starts at the data's intensity instead of near 0; its function is unchanged). ``compile``:
     ``torch.compile`` the network for training (same function; not part of the stage key).
+    ``cache_targets``: compute the upstream stages' outputs once per training image at the stage's
+    start (R3 included, rounded to 8 bits as the metrics score them) and crop them with the noisy
+    crops, instead of running the upstream networks on every batch (``docs/TRAINING.md``,
+    distillation).
     """
 
     steps: int = 400_000
@@ -90,6 +94,7 @@ class TrainConfig:
     reuse_memory: bool = False
     init_output_bias: bool = False
     compile: bool = False
+    cache_targets: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ and a sweep file's."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -66,7 +67,8 @@ class EvalConfig:
     ``blocks`` > 0: only the first ``blocks`` reported blocks (named ``val<n>_*``); 0: all.
     ``references``: classical rows scored beside the models (``noisy input``, ``nlm``, ``bm3d``).
     ``resamples``: of the bootstrap intervals (95 %, seeded). ``samples``: blocks shown per model
-    (the most textured). ``batch``: blocks per evaluation batch.
+    (the most textured). ``batch``: blocks per evaluation batch. ``cost_blocks``: 256x256 blocks
+    timed per row for ``ms_per_block`` (median, after a warm-up; 0: not timed).
     """
 
     blocks: int = 0
@@ -75,12 +77,15 @@ class EvalConfig:
     select: int = 0
     references: tuple[Literal["noisy input", "nlm", "bm3d"], ...] = ("noisy input", "nlm", "bm3d")
     resamples: int = 2000
+    cost_blocks: int = 3
 
     def __post_init__(self) -> None:
         if self.select < 0 or self.select == 1:
             raise ValueError(f"select must be 0 (off) or >= 2 (one image in select), got {self.select}")
         if self.resamples < 100:
             raise ValueError(f"resamples must be >= 100, got {self.resamples}")
+        if self.cost_blocks < 0:
+            raise ValueError(f"cost_blocks must be >= 0, got {self.cost_blocks}")
 
 
 def _paper_train() -> dict[str, TrainConfig]:
@@ -88,7 +93,9 @@ def _paper_train() -> dict[str, TrainConfig]:
     step = OptimConfig(lr=1e-4, schedule="step", decay_epochs=8)
     lg = TrainConfig(epochs=20, batch=8, patch=256, optim=step)
     ap = TrainConfig(epochs=20, batch=8, patch=120, augment=("hflip", "rot90"), optim=step)
-    return {"ssid": ssid, "lgbpn": lg, "apbsn": ap}
+    # the distilled student: SSID's stage-3 recipe, with flips and rotations as AT-BSN(D) and APR-RD
+    student = dataclasses.replace(ssid, steps=100_000, augment=("hflip", "rot90"), cache_targets=True)
+    return {"ssid": ssid, "lgbpn": lg, "apbsn": ap, "distill": student}
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,11 @@ class StudyConfig:
     ``pretrained``: ``<ablation>: {<stage>: <a finished model.pt>}`` used instead of training it
     (``--set pretrained.ssid.bnn=runs/stages/bnn-.../model.pt``). ``seeds``: train every chosen
     ablation with this many seeds (``train.seed``, ``train.seed + 1``, ...): distinct stage keys,
-    and the table's mean, std and interval over them (``--seeds``).
+    and the table's mean, std and interval over them (``--seeds``). ``distill``: a registered
+    model name (``--distill [MODEL]``, default ``ssid_unet``); every chosen ablation ``X`` gets a row
+    ``X+D``: its stages, then a ``distill`` stage training that model with L1 to X's final
+    inference output (R3 included), under ``train.distill``; empty: none. ``distill_kwargs``: the
+    student's arguments, over ``models.<MODEL>``.
     ``name``: the study's name (MLflow experiment). ``trial``: resources and retries of each stage's
     Tune trial. ``ray``: where Ray runs. ``tracking``: MLflow (``experiment`` empty: the name).
     """
@@ -119,6 +130,8 @@ class StudyConfig:
     stages: tuple[str, ...] = ()
     pretrained: dict[str, dict[str, str]] = field(default_factory=dict)
     seeds: int = 1
+    distill: str = ""
+    distill_kwargs: dict[str, Any] = field(default_factory=dict)
     name: str = ""
     trial: TrialConfig = TrialConfig()
     ray: RayConfig = RayConfig()

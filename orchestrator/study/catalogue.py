@@ -52,6 +52,10 @@ class Ablation:
     overrides: dict[str, Any] = field(default_factory=dict)
     published: Published | None = None
     custom: bool = False  # from the study's ``custom`` section, not the built-in catalogue
+    teacher: str = ""  # ``X+D``: the entry it distils (``study.distill``)
+
+
+DISTILLED = "+D"
 
 
 FAMILIES: dict[str, tuple[StageConfig, ...]] = {
@@ -178,6 +182,15 @@ def catalogue(study: StudyConfig | None = None) -> dict[str, Ablation]:
         out[name] = Ablation(
             name, entry["family"], entry.get("description", ""), dict(entry.get("overrides", {})), custom=True
         )
+    if study is not None and study.distill:
+        for name, entry in list(out.items()):
+            out[name + DISTILLED] = Ablation(
+                name + DISTILLED,
+                entry.family,
+                f"{name} distilled into {study.distill} (L1 to its final output)",
+                custom=entry.custom,
+                teacher=name,
+            )
     return out
 
 
@@ -276,6 +289,8 @@ def resolve(study: StudyConfig, name: str) -> Resolved:
     if name not in entries:
         raise ConfigError("ablations", f"unknown ablation {name!r}; known: {list(entries)}")
     entry = entries[name]
+    if entry.teacher:
+        return _distilled(study, entry)
     if entry.family not in study.train:
         raise ConfigError(f"train.{entry.family}", "no training settings for this family")
     st = _Stages(name, entry.family, study)
@@ -295,6 +310,25 @@ def resolve(study: StudyConfig, name: str) -> Resolved:
     for stage in st.stages:
         st.model_defaults(stage, study.models)
     return Resolved(entry, _checked(st))
+
+
+def _distilled(study: StudyConfig, entry: Ablation) -> Resolved:
+    """The teacher's stages (the same keys: a trained teacher is reused), then ``distill``: the
+    student ``study.distill`` trained with L1 to the teacher's final inference output."""
+    teacher = resolve(study, entry.teacher)
+    if not is_model(study.distill):
+        raise ConfigError("distill", f"unknown model {study.distill!r}; known: {list_models()}")
+    if "distill" not in study.train:
+        raise ConfigError("train.distill", "no training settings for the distilled stage")
+    student = StageConfig(
+        name="distill",
+        model=ModelSpec(study.distill, {**study.models.get(study.distill, {}), **study.distill_kwargs}),
+        loss="l1",
+        targets=(teacher.stages[-1].name,),
+        train=study.train["distill"],
+    )
+    check_stage(student, where=f"{entry.name}.distill")
+    return Resolved(entry, (*teacher.stages, student))
 
 
 def _has(kwargs: Mapping[str, Any], path: str) -> bool:
@@ -327,10 +361,15 @@ def _checked(st: _Stages) -> tuple[StageConfig, ...]:
 def selected(study: StudyConfig) -> list[str]:
     """The study's ablations in catalogue order (all when none are named)."""
     entries = catalogue(study)
-    names = list(study.ablations) or list(entries)
+    names = list(study.ablations) or [n for n, e in entries.items() if not e.teacher]
     unknown = [n for n in names if n not in entries]
     if unknown:
-        raise ConfigError("ablations", f"unknown ablation(s) {unknown}; known: {list(entries)}")
+        hint = f" (X{DISTILLED} rows need --distill)" if any(n.endswith(DISTILLED) for n in unknown) else ""
+        known = [n for n, e in entries.items() if not e.teacher]
+        raise ConfigError("ablations", f"unknown ablation(s) {unknown}; known: {known}{hint}")
+    if study.distill:  # each teacher's row, then its distilled row
+        teachers = dict.fromkeys(entries[n].teacher or n for n in names)
+        names = [x for t in teachers for x in (t, t + DISTILLED)]
     return names
 
 

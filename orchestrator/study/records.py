@@ -151,8 +151,9 @@ _ROW_METRICS = (
 
 def _row_metrics(rows: list[dict]) -> dict[str, float]:
     """A row's numbers on each source: ``psnr``, ``psnr_ci_low``... for SIDD's validation blocks (as
-    ever), ``<source>_psnr``... for any other source; and its training time."""
+    ever), ``<source>_psnr``... for any other source; its training time and inference cost."""
     out = {"train_s": rows[0]["train_s"]}
+    out |= {k: float(rows[0][k]) for k in ("params", "ms_per_block") if rows[0].get(k) is not None}
     for r in rows:
         prefix = "" if r["eval_source"] in ("sidd", "") else f"{r['eval_source']}_"
         out |= {f"{prefix}{k}": float(r[k]) for k in _ROW_METRICS if r.get(k) is not None}

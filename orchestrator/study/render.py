@@ -42,6 +42,8 @@ COLUMNS = (
     "delta_significant",
     "flag",
     "eval_s",
+    "params",
+    "ms_per_block",
 )
 
 
@@ -67,6 +69,15 @@ def _ci(r: dict, metric: str, digits: int) -> str:
     return f"{v:.{digits}f}{std}{ci}"
 
 
+def _count(n: int | None) -> str:
+    """Parameters as people read them: 0, 1234, 12.3k, 1.23M."""
+    if n is None:
+        return "-"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.2f}M"
+    return f"{n / 1e3:.1f}k" if n >= 10_000 else str(n)
+
+
 def _delta(r: dict) -> str:
     d = r.get("delta_psnr_vs_original")
     if d is None:
@@ -80,7 +91,8 @@ def _delta(r: dict) -> str:
 LEGEND = (
     "PSNR and SSIM: mean over the reported blocks (and over seeds: ± their std), [95% bootstrap "
     "interval over images and seeds]. ΔPSNR: paired with the family's original over the same blocks; "
-    "* the interval excludes 0. flag: below a reference row. See docs/METRICS.md."
+    "* the interval excludes 0. flag: below a reference row. ms/block: median inference time of one "
+    "256x256 block on the evaluation device, test-time procedure included. See docs/METRICS.md."
 )
 
 
@@ -98,7 +110,8 @@ def to_markdown(table: list[dict], best: str = "") -> str:
         "blocks",
     )
     group = [f"{m}{tag(s)}" for s in sources for m in metrics]
-    head = ["ablation", *group, "step", "last PSNR", "published PSNR", "published SSIM", "reused stages"]
+    head = ["ablation", *group, "params", "ms/block", "step", "last PSNR", "published PSNR", "published SSIM"]
+    head += ["reused stages"]
     head += ["train time", "eval time", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by_ablation: dict[str, dict[str, dict]] = {}
@@ -113,6 +126,7 @@ def to_markdown(table: list[dict], best: str = "") -> str:
             cells += [_ci(r, "psnr", 3), _ci(r, "ssim", 4), _fmt(r.get("ssim_uniform7"), 4), _delta(r)]
             cells += [r.get("flag") or "-", "-" if blocks is None else str(blocks)]
         kind = f" ({first['published_ssim_kind']})" if first.get("published_ssim_kind") else ""
+        cells += [_count(first.get("params")), _fmt(first.get("ms_per_block"), 0)]
         cells += [first.get("step") or "-", _fmt(first.get("last_psnr"), 3)]
         cells += [_fmt(first.get("published_psnr"), 3), _fmt(first.get("published_ssim"), 4) + kind]
         eval_s = sum(r.get("eval_s") or 0.0 for r in rows.values())

@@ -39,11 +39,12 @@ def _rows(planned) -> dict[str, list]:
 
 
 def _originals(planned) -> dict[str, str]:
-    """Each row's family original in the same variant (``S-1`` -> ``ssid``), where it is planned."""
+    """Each row's family original in the same variant (``S-1`` -> ``ssid``; ``S-1+D`` -> ``S-1``),
+    where it is planned."""
     names = {p.name for p in planned}
     out = {}
-    for p in planned:
-        original = p.variant.name(p.pa.entry.family)
+    for p in planned:  # a distilled row is compared with its teacher
+        original = p.variant.name(p.pa.entry.teacher or p.pa.entry.family)
         if original != p.name and original in names:
             out[p.name] = original
     return out
@@ -223,10 +224,11 @@ def _scored(study, scores, name: str, rows: dict, source, kind: str, refs: dict)
     }
 
 
-def study_table(study, scores) -> list[dict]:
+def study_table(study, scores, costs: dict[str, dict] | None = None) -> list[dict]:
     """Rows of a study (:class:`orchestrator.study.run._Study`): the reference rows, then per
     ablation (or sweep variant, over its seeds) and evaluation source, from its stages' states and
-    the final scores (``{(row, seed, source, kind): Scores}``)."""
+    the final scores (``{(row, seed, source, kind): Scores}``), and each row's ``costs``
+    (``params``, ``ms_per_block``; :mod:`orchestrator.study.cost`)."""
     entries = {}
     for p in study.planned:
         entries.update(catalogue(p.variant.study))
@@ -241,7 +243,8 @@ def study_table(study, scores) -> list[dict]:
             if source is not None:
                 row |= _scored(study, scores, name, rows, source, kind, refs)
             table.append(row)
-    return table
+    none = {"params": None, "ms_per_block": None}
+    return [row | (costs or {}).get(row["ablation"], none) for row in table]
 
 
 def best_line(study, scores) -> str:

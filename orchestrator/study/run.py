@@ -29,7 +29,7 @@ from orchestrator.config import to_yaml
 from orchestrator.data.sources import index_data
 from orchestrator.errors import JOB_ERRORS, exit_status, fail
 from orchestrator.schema import StudyConfig
-from orchestrator.study import grid, records, render, report
+from orchestrator.study import cost, grid, records, render, report
 from orchestrator.study.catalogue import Resolved
 from orchestrator.study.evaluate import Job, StudyEvaluation, selection_key
 from orchestrator.study.plan import PlannedAblation, plan, selected_stage, with_seed
@@ -182,7 +182,7 @@ class _Study:
             self.exp_id = exp_id
             self.train(resources, tracker, exp_id, search)
             scores = self.score(resources)
-            table = report.study_table(self, scores)
+            table = report.study_table(self, scores, self.costs())
             figure = grid.study_grid(self, scores)
             (out / "results.csv").write_text(render.to_csv(table))
             best = report.best_line(self, scores)
@@ -278,6 +278,21 @@ class _Study:
             return {}
         done = evaluation.run(list(dict.fromkeys(jobs.values())))
         return {k: done[j] for k, j in jobs.items()}
+
+    def costs(self) -> dict[str, dict]:
+        """``params`` and ``ms_per_block`` of every row's denoiser (:mod:`orchestrator.study.cost`):
+        the model its row reports (first seed), and each reference method."""
+        specs = {m: f"ref:{m}" for m in self.base.eval.references}
+        for p in self.planned:
+            final = self.stages[p.final.key]
+            if p.seed == 0 and final.result is not None:
+                specs[p.name] = str(self.best_file(final.stage) or final.stage.model_file)
+        return cost.costs(
+            specs,
+            blocks=self.base.eval.cost_blocks,
+            cache=self.out / "evaluations" / "cost.json",
+            progress=self.say,
+        )
 
     def best_file(self, stage: Stage) -> Path | None:
         """``stage``'s selected checkpoint on this study's selection subset, if it has one."""

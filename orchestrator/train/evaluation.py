@@ -97,7 +97,7 @@ def block_seed(seed: int, index: int) -> int:
     return seed * 1_000_003 + int(index)
 
 
-def _rng_devices(device: torch.device) -> list[int]:
+def rng_devices(device: torch.device) -> list[int]:
     """CUDA devices whose RNG an evaluation on ``device`` must leave as it found it."""
     if device.type != "cuda":
         return []
@@ -115,7 +115,7 @@ def score_batch(
     :func:`block_seed`; the caller's RNG state, CPU and CUDA, is left as it was."""
     device = next(model.parameters(), torch.empty(0)).device
     x = to_tensor(noisy).to(device)
-    with torch.random.fork_rng(devices=_rng_devices(device)):
+    with torch.random.fork_rng(devices=rng_devices(device)):
         if getattr(model, "random_inference", False):
             parts = []
             for j, i in enumerate(index):

@@ -29,10 +29,11 @@ from models.losses import create_loss
 from models.precision import autocast
 from models.runtime import reuse_freed_memory
 from orchestrator.config import ConfigError, to_yaml
-from orchestrator.data.crops import CropSampler, tiles_per_image
+from orchestrator.data.crops import CropSampler, Prefetcher, tiles_per_image
+from orchestrator.data.images import quantize_uint8
 from orchestrator.progress import Progress
 from orchestrator.schema import NOISY, EvalConfig, TrainConfig
-from orchestrator.train.evaluation import device_for, evaluate, infer, to_tensor
+from orchestrator.train.evaluation import device_for, evaluate, infer, rng_devices, to_tensor
 from orchestrator.train.metrics import METRICS
 from orchestrator.train.store import (
     Stage,
@@ -210,6 +211,32 @@ def init_output_bias(model: nn.Module, x: torch.Tensor) -> str:
     return f"output bias from the first batch: mean output {fmt(before)} -> {fmt(after)} (data {fmt(target)})"
 
 
+def _with_targets(ctx: StageContext, upstream: dict, names: list[str], seed: int, label: str) -> list:
+    """Each training image with the outputs of the ``names`` upstream stages on it appended as
+    channels (uint8, rounded as the metrics round): cropped and flipped with it, batch by batch.
+    Random inference steps (R3) draw from ``seed`` and the image's index, so a resumed stage
+    computes the same targets."""
+    from orchestrator.tools.tiling import denoise_image
+
+    started, out = time.perf_counter(), []
+    device = device_for(ctx.device)
+    with torch.random.fork_rng(devices=rng_devices(device)):
+        for i, image in enumerate(ctx.images):
+            torch.manual_seed(seed * 1_000_003 + i)
+            arr = np.asarray(image)
+            tile = 0 if max(arr.shape[:2]) <= 1024 else 512
+            outs = [
+                denoise_image(upstream[n], arr.astype(np.float32), tile=tile, device=device) for n in names
+            ]
+            out.append(np.concatenate([arr, *(quantize_uint8(o) for o in outs)], axis=2))
+    if ctx.progress:
+        took = time.perf_counter() - started
+        print(
+            f"[{label}] targets of {names} on {len(out)} training image(s) cached in {took:.1f} s", flush=True
+        )
+    return out
+
+
 class _Fit:
     """The training loop of one stage from a given step to its end."""
 
@@ -218,15 +245,19 @@ class _Fit:
         self.upstream = upstream
         t = stage.config.train
         self.loss_fn = create_loss(stage.config.loss, **stage.config.loss_kwargs)
-        self.sampler = CropSampler(
-            ctx.images,
-            names=ctx.names,
-            patch=t.patch,
-            batch=t.batch,
-            seed=t.seed,
-            augment=t.augment,
-            shapes=ctx.shapes,
-        )
+        cached = [n for n in stage.config.targets if n != NOISY] if t.cache_targets else []
+        self.cached = {name: slice(3 + 3 * i, 6 + 3 * i) for i, name in enumerate(cached)}
+        self.sampler = Prefetcher(
+            CropSampler(
+                _with_targets(ctx, upstream, cached, t.seed, stage.config.name) if cached else ctx.images,
+                names=ctx.names,
+                patch=t.patch,
+                batch=t.batch,
+                seed=t.seed,
+                augment=t.augment,
+                shapes=ctx.shapes,
+            )
+        )  # the next batches cropped while this step computes
         self.device, self.layout = device_for(ctx.device), _layout(t)
         self.forward = torch.compile(model) if t.compile else model  # same weights, same function
         self.ckpt_dir, self.history_path = stage.path / "checkpoints", stage.path / "history.jsonl"
@@ -241,9 +272,17 @@ class _Fit:
     def loss(self, step: int) -> torch.Tensor:
         """The loss of batch ``step`` (forward passes only)."""
         t, cfg = self.stage.config.train, self.stage.config
-        x = to_tensor(self.sampler.batch(step)).to(self.device, memory_format=self.layout)
+        crops = to_tensor(self.sampler.batch(step))
+        x = crops[:, :3].to(self.device, memory_format=self.layout)
         with torch.no_grad(), autocast(t.precision, self.device):
-            targets = [x if name == NOISY else infer(self.upstream[name], x) for name in cfg.targets]
+            targets = [
+                x
+                if name == NOISY
+                else crops[:, self.cached[name]].to(self.device)
+                if name in self.cached
+                else infer(self.upstream[name], x)
+                for name in cfg.targets
+            ]
         with autocast(t.precision, self.device):
             out = self.forward(x)
         loss = self.loss_fn(out.float(), *(y.float() for y in targets))
@@ -326,6 +365,8 @@ class _Fit:
             with contextlib.suppress(OSError):  # what is buffered goes out if it can; the error stays first
                 history.close()
             raise
+        finally:
+            self.sampler.close()
         with self._writing(self.history_path):
             history.close()
         return step

@@ -50,8 +50,9 @@ def key_config(cfg: StageConfig) -> dict[str, Any]:
     # defaults of options added later are left out: keys from before them stay valid
     if d["train"]["precision"] == "fp32":
         d["train"].pop("precision")
-    if not d["train"]["init_output_bias"]:
-        d["train"].pop("init_output_bias")
+    for option in ("init_output_bias", "cache_targets"):
+        if not d["train"][option]:
+            d["train"].pop(option)
     if d["train"]["optim"]["warmup"] == 0:
         d["train"]["optim"].pop("warmup")
     return d

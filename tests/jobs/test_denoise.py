@@ -3,6 +3,7 @@ input, and a round trip from a trained smoke stage to a denoised folder by MLflo
 
 from __future__ import annotations
 
+import csv
 import struct
 import zlib
 from pathlib import Path
@@ -218,3 +219,27 @@ def test_train_a_stage_then_denoise_a_folder_by_its_mlflow_run(ray_local, tmp_pa
     client.create_model_version("apbsn-tiny", f"runs:/{child}/model.pt", run_id=child)
     den = load_denoiser("models:/apbsn-tiny/1", tracking_uri=uri)
     assert "apbsn" in den.description and child in den.description
+
+    # Distilled: --distill on the trained ablation trains only the student; a rerun trains nothing;
+    # the tools take the distilled row like any other.
+    capsys.readouterr()
+    distill = ["--profile", "tiny", "--ablations", "apbsn", "--out", str(tmp_path / "runs"), "--distill"]
+    distill += ["--tracking-uri", uri, *(a for s in sets for a in ("--set", s))]
+    assert ablations.main(distill) == 0
+    printed = capsys.readouterr().out
+    assert "trained 1 stage(s), reused 1" in printed and "| apbsn+D |" in printed
+    rows = {r["ablation"]: r for r in csv.DictReader((tmp_path / "runs" / "results.csv").open())}
+    student = rows["apbsn+D"]
+    assert student["stage"] == "distill" and float(student["ms_per_block"]) > 0
+    assert int(student["params"]) == sum(p.numel() for p in create_model("ssid_unet", dim=8).parameters())
+    assert rows["apbsn+D"]["delta_psnr_vs_original"]  # paired with its teacher
+    assert ablations.main(distill) == 0
+    assert "trained 0 stage(s), reused 2" in capsys.readouterr().out
+    (parent,) = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "apbsn+D"]
+    code = denoise.main(
+        [str(folder), "--checkpoint", f"runs:/{parent.info.run_id}", "--tracking-uri", uri, "--out", str(out)]
+    )
+    assert code == 1 and "wrote 3 image(s)" in capsys.readouterr().out
+    args = ["--ablation", "apbsn+D", "--tracking-uri", uri, "--data", str(data_root), "--no-tracking"]
+    assert evaluate.main([*args, "--out", str(tmp_path / "ev-d")]) == 0
+    assert f"MLflow run {parent.data.tags['denoise.final_run']}" in capsys.readouterr().out
