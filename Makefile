@@ -35,9 +35,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python jobs/demo.py
 
-# Two workers: the tests that start Ray on one, in order; the others beside them (tests/conftest.py).
+# Two pytest processes: the tests that may start Ray in one, in order; the others beside them.
 test: $(STAMP)
-	@scripts/in-netns.sh $(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 $(PYTEST_ARGS)
+	@PY=$(BIN)/python scripts/in-netns.sh scripts/run-tests.sh $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	@scripts/in-netns.sh $(BIN)/python -m pytest -m "not slow and not ray" $(PYTEST_ARGS)

@@ -13,11 +13,11 @@ it takes tens of seconds); the outputs must be identical. Prints a Markdown tabl
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import subprocess
 import sys
 import tempfile
 import time
-import types
 import zlib
 from pathlib import Path
 
@@ -61,9 +61,12 @@ def old_reader(rev: str):
         ).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
         raise SystemExit(f"cannot load the old reader from git revision {rev!r}: {exc}") from None
-    mod = types.ModuleType("images_before")
+    folder = Path(tempfile.mkdtemp(prefix="images-before-"))
+    (folder / "images_before.py").write_text(src)
+    spec = importlib.util.spec_from_file_location("images_before", folder / "images_before.py")
+    mod = importlib.util.module_from_spec(spec)
     sys.modules[mod.__name__] = mod  # dataclasses look their module up
-    exec(compile(src, f"{rev}:orchestrator/data/images.py", "exec"), mod.__dict__)
+    spec.loader.exec_module(mod)
     return mod.read_image
 
 

@@ -112,10 +112,10 @@ def mlflow_server(tmp_path: Path):
         server.stop()
 
 
-# Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``): every test that may start Ray
-# runs on one worker, in order, so that two local Ray instances never share this machine's fixed
-# ports; the tests listed here start neither Ray nor a job and run beside them on the other worker.
-_NO_RAY = (
+# ``make test`` (scripts/run-tests.sh) runs these files in a pytest process of their own, beside
+# the one that runs the rest: they start neither Ray nor a job, so they cannot meet a Ray instance
+# on a port. Every other test may start Ray and runs in the main process, in order.
+NO_RAY = (
     "tests/models/",
     "tests/orchestrator/data/",
     "tests/orchestrator/test_ablations.py",
@@ -134,11 +134,3 @@ _NO_RAY = (
     "tests/test_lint.py",
     "tests/test_sizes.py",
 )
-
-
-def pytest_collection_modifyitems(config, items):
-    root = Path(__file__).resolve().parents[1]
-    for item in items:
-        where = Path(str(item.fspath)).resolve().relative_to(root).as_posix()
-        group = "no-ray" if where.startswith(_NO_RAY) else "ray"
-        item.add_marker(pytest.mark.xdist_group(group))

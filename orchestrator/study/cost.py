@@ -4,8 +4,10 @@ that denoises; a reference method has none) and ``ms_per_block``, the median wal
 test-time procedure (pixel-shuffle, R3) included.
 
 It is measured in the driver, with the driver's torch threads, on random blocks (the time of these
-networks does not depend on the content). Measurements are kept in ``OUT/evaluations/cost.json``
-by model file (whose folder names its stage key) and threads, so a rerun measures nothing again.
+networks does not depend on the content), every row in the same job one after the other, so that
+the ratios between rows compare runs made under the same conditions (a cache across jobs would
+mix a teacher timed on a quiet machine with a student timed on a busy one). The figures of each
+job are written to ``OUT/evaluations/cost.json``.
 """
 
 from __future__ import annotations
@@ -32,34 +34,25 @@ def measure(spec: str, *, blocks: int, seed: int = 0) -> dict:
     times = []
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for i in range(blocks + 1):
+        warm = 0 if spec.startswith("ref:") else 1  # a classical method has nothing to warm up
+        for i in range(blocks + warm):
             t0 = time.perf_counter()
             infer_any(model, x)
-            if i:  # the first call is the warm-up
+            if i >= warm:
                 times.append(time.perf_counter() - t0)
     return {"params": int(params), "ms_per_block": round(float(np.median(times)) * 1000.0, 1)}
 
 
-def costs(specs: dict[str, str], *, blocks: int, cache: Path, progress=print) -> dict[str, dict]:
-    """``{row: measure(spec)}`` for ``{row: spec}``; measured once per spec and thread count."""
+def costs(specs: dict[str, str], *, blocks: int, out: Path, progress=print) -> dict[str, dict]:
+    """``{row: measure(spec)}`` for ``{row: spec}``, timed now, one after the other; also written
+    to ``out`` with the thread count."""
     if blocks <= 0:
         return {}
-    known = {}
-    if cache.is_file():
-        try:
-            known = json.loads(cache.read_text())
-        except (OSError, ValueError):
-            known = {}  # a damaged cache is measured again
     threads = torch.get_num_threads()
-    out = {}
-    for row, spec in specs.items():
-        key = f"{spec}|threads={threads}|blocks={blocks}"
-        if key not in known:
-            progress(f"[cost] timing {row} on {BLOCK}x{BLOCK} blocks ({threads} threads)")
-            known[key] = measure(spec, blocks=blocks)
-        out[row] = known[key]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp")
-    tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
-    tmp.replace(cache)
-    return out
+    progress(f"[cost] timing {len(specs)} row(s) on {BLOCK}x{BLOCK} blocks ({threads} threads)")
+    found = {row: measure(spec, blocks=blocks) for row, spec in specs.items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps({"threads": threads, "blocks": blocks, "rows": found}, indent=1))
+    tmp.replace(out)
+    return found

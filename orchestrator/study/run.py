@@ -290,7 +290,7 @@ class _Study:
         return cost.costs(
             specs,
             blocks=self.base.eval.cost_blocks,
-            cache=self.out / "evaluations" / "cost.json",
+            out=self.out / "evaluations" / "cost.json",
             progress=self.say,
         )
 

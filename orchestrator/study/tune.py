@@ -358,12 +358,18 @@ def run_trials(
     t0 = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - t0
-    done, errors = _results(grid, stages, deps)
+    done, errors = _results(grid, stages, deps, scheduled=scheduler is not None)
     return TrialOutcome(done, errors, progress.times, str(Path(storage) / name), wall)
 
 
-def _results(grid, stages: Mapping[str, Stage], deps: Mapping[str, set[str]]) -> tuple[set[str], dict]:
-    """The keys that finished, and why each other stage did not."""
+INTERRUPTED = "interrupted before it finished: its checkpoints are kept; run the same command again to resume"
+
+
+def _results(
+    grid, stages: Mapping[str, Stage], deps: Mapping[str, set[str]], *, scheduled: bool = True
+) -> tuple[set[str], dict]:
+    """The keys that finished, and why each other stage did not. A trial that ended with no
+    error and unfinished was stopped by the scheduler (``scheduled``), else by an interrupt."""
     done, errors = set(), {}
     for res in grid:
         key = res.config.get("key") if res.config else None
@@ -372,15 +378,18 @@ def _results(grid, stages: Mapping[str, Stage], deps: Mapping[str, set[str]]) ->
         if res.error is None and (res.metrics or {}).get("stage_done"):
             done.add(key)
         else:
-            errors[key] = _short_error(res.error) if res.error else "stopped early by the scheduler"
+            stopped = "stopped early by the scheduler" if scheduled else INTERRUPTED
+            errors[key] = _short_error(res.error) if res.error else stopped
     for key in stages:  # in plan order: an upstream stage comes before what needs it
         if key not in done and key not in errors:
             ups = [u for u in deps[key] if u not in done]
             labels = [stages[u].label for u in ups]
             if any(errors.get(u, "").startswith("stopped early") for u in ups):
                 errors[key] = f"stopped early: not run, upstream {labels} was stopped early"
-            else:
+            elif ups:
                 errors[key] = f"not run: upstream {labels} did not finish"
+            else:  # nothing it needs failed: the job ended (an interrupt) before it started
+                errors[key] = "not run: the job ended before it started; run the same command again"
     return done, errors
 
 

@@ -141,3 +141,22 @@ def test_a_new_ablation_is_one_entry():
     with pytest.raises(ConfigError, match="neither 'noisy' nor an earlier stage"):
         bad = load_profile("smoke", ['custom.S-4={"family": "ssid", "overrides": {"bnn.targets": ["lan"]}}'])
         resolve(bad, "S-4")
+
+
+def test_an_interrupt_is_not_called_a_scheduler_stop():
+    """A trial that ended unfinished and without an error was stopped by the scheduler when a
+    sweep has one, else by an interrupt (Ctrl-C); a stage never started says the job ended."""
+    from types import SimpleNamespace
+
+    from orchestrator.study.tune import INTERRUPTED, _results
+
+    stages = {k: SimpleNamespace(label=f"x.{k}") for k in ("a", "b", "c")}
+    deps = {"a": set(), "b": {"a"}, "c": set()}
+    grid = [SimpleNamespace(config={"key": "a"}, metrics={"step": 3}, error=None)]
+    done, errors = _results(grid, stages, deps, scheduled=False)
+    assert not done and errors["a"] == INTERRUPTED
+    assert errors["b"] == "not run: upstream ['x.a'] did not finish"
+    assert errors["c"].startswith("not run: the job ended before it started")
+    _, errors = _results(grid, stages, deps, scheduled=True)
+    assert errors["a"] == "stopped early by the scheduler"
+    assert errors["b"] == "stopped early: not run, upstream ['x.a'] was stopped early"

@@ -233,7 +233,7 @@ def test_seeds_train_distinct_keys_beside_the_reference_rows(ray_local, tmp_path
     under the ablation's parent."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["--ablations", "apbsn", "--seeds", "3", "--out", str(tmp_path / "runs"), "--tracking-uri", uri]
-    args += ["--set", f"data.cache_dir={tmp_path / 'data'}"]
+    args += ["--set", f"data.cache_dir={tmp_path / 'data'}", "--set", "eval.cost_blocks=1"]
     assert ablations.main(args) == 0
     printed = capsys.readouterr().out
     assert "trained 3 stage(s), reused 0" in printed and "| bm3d |" in printed
