@@ -39,7 +39,10 @@ def correlation_config(study: StudyConfig) -> CorrelationConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = ablations.parse(["--profile", "demo", "--out", "demo", *(sys.argv[1:] if argv is None else argv)])
+    given = sys.argv[1:] if argv is None else argv
+    args = ablations.parse(["--profile", "demo", "--out", "demo", *given])
+    if args.list:
+        return ablations.main(["--profile", args.profile, *given])
     t0 = time.perf_counter()
     try:
         study = ablations.load_study(args)

@@ -78,6 +78,7 @@ def test_demo_reports_config_and_dataset_errors(tmp_path: Path, capsys: pytest.C
     assert demo.main(["--print-config"]) == 0
     printed = capsys.readouterr().out
     assert "profile: demo" in printed and "- S-2" in printed
+    assert demo.main(["--list"]) == 0 and "S-2" in capsys.readouterr().out
 
 
 def test_ablations_job_lists_checks_and_trains(ray_local, tmp_path: Path, capsys) -> None:
