@@ -27,7 +27,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobs import ablations
-from orchestrator.errors import JOB_ERRORS, fail
+from orchestrator.errors import JOB_ERRORS, exit_status, fail
 from orchestrator.schema import CorrelationConfig, StudyConfig
 
 
@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             run_correlation(corr)
         except JOB_ERRORS as exc:
             return fail(exc)
+        except KeyboardInterrupt as exc:
+            print(f"interrupted: finished maps are kept in {corr.out}; run make demo again", file=sys.stderr)
+            return exit_status(exc)
         print(f"\n== step 2/2: the ablations {', '.join(resolved)} (profile {args.profile}) ==", flush=True)
         code = run_job(lambda: run_study(study, resolved=resolved), out=study.out)
     figures = Path(corr.out) / "figures"

@@ -1,12 +1,14 @@
 """What a row costs at inference, read beside its quality: ``params`` (the parameters of the network
 that denoises; a reference method has none) and ``ms_per_block``, the median wall time of one
-256x256 block on the evaluation device over ``eval.cost_blocks`` blocks after one warm-up, its
-test-time procedure (pixel-shuffle, R3) included.
+256x256 block over ``eval.cost_blocks`` blocks after one warm-up, its test-time procedure
+(pixel-shuffle, R3) included.
 
-It is measured in the driver, with the driver's torch threads, on random blocks (the time of these
-networks does not depend on the content), every row in the same job one after the other, so that
-the ratios between rows compare runs made under the same conditions (a cache across jobs would
-mix a teacher timed on a quiet machine with a student timed on a busy one). The figures of each
+It is measured in the job's driver, on its CPU with its torch threads (on a GPU cluster the
+driver may have no GPU; ``bench/models.py --device cuda`` times the networks there), on random
+blocks (the time of these networks does not depend on the content), every row in the same job
+one after the other, so that the ratios between rows compare runs made under the same
+conditions (a cache across jobs would mix a teacher timed on a quiet machine with a student timed
+on a busy one). The figures of each
 job are written to ``OUT/evaluations/cost.json``.
 """
 

@@ -92,7 +92,7 @@ LEGEND = (
     "PSNR and SSIM: mean over the reported blocks (and over seeds: ± their std), [95% bootstrap "
     "interval over images and seeds]. ΔPSNR: paired with the family's original over the same blocks; "
     "* the interval excludes 0. flag: below a reference row. ms/block: median inference time of one "
-    "256x256 block on the evaluation device, test-time procedure included. See docs/METRICS.md."
+    "256x256 block on the driver's CPU, test-time procedure included. See docs/METRICS.md."
 )
 
 
