@@ -197,3 +197,21 @@ def test_warmup_and_output_bias_are_part_of_the_recipe_and_compile_is_not(tiny_d
     assert keys["plain"] == keys["compile"] and len(set(keys.values())) == 3
     plain = configs["plain"]
     assert "init_output_bias" not in plain["train"] and "warmup" not in plain["train"]["optim"]
+
+
+def test_a_distilled_stage_trains_on_cached_teacher_outputs(tiny_data, tmp_path):
+    """``train.cache_targets``: the teacher's outputs computed once per training image, cropped
+    with the noisy crops; its own stage key; the teacher reused from the store."""
+    cache, index, data = tiny_data
+    extra = ['ablations=["apbsn"]', "distill=ssid_unet", "train.distill.steps=3"]
+    keys = {}
+    for cached in ("false", "true"):
+        study = _tiny(cache, *extra, f"train.distill.cache_targets={cached}")
+        plans = plan(study, index, store=tmp_path)
+        done = run_local(study, plans, data, progress=False)
+        path = done["apbsn+D"]["distill"].path.parent
+        losses = [json.loads(line)["loss"] for line in (path / "history.jsonl").read_text().splitlines()]
+        assert len(losses) == 3 and np.isfinite(losses).all()
+        keys[cached] = plans[-1].stages[-1].key
+        assert done["apbsn+D"]["bsn"].reused  # the teacher, trained once by its own row
+    assert keys["false"] != keys["true"]
