@@ -35,6 +35,14 @@ def synthetic_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate(root, spec)
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """A test that asks for a Ray session is a ``ray`` test, whether or not it says so, so that
+    ``make test-fast`` (``-m "not slow and not ray"``) never starts Ray."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One embedded local Ray for the session (2 CPUs); jobs attach to it instead of starting theirs."""

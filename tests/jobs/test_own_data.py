@@ -108,3 +108,38 @@ def test_dnd_and_blocks_train_evaluate_and_submit(ray_local, tree, pairs, tmp_pa
     # The noisy half of a pairs source, denoised as a tree of images.
     assert denoise.main([f"pairs:{pairs}", "--checkpoint", str(model), "--out", str(tmp_path / "sp")]) == 0
     assert len(list((tmp_path / "sp" / "a").glob("*.png"))) == 4
+
+
+def test_two_evaluation_sources_side_by_side_and_adding_one_retrains_nothing(
+    ray_local, tree, pairs, tmp_path, capsys
+):
+    """The same study scored on SIDD's blocks, then on SIDD's and a pairs source: the second job
+    trains nothing (evaluation sources are not in a stage's key), and the table, results.csv and
+    MLflow hold one group of scores per source."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [
+        "--profile",
+        "tiny",
+        "--ablations",
+        "apbsn",
+        "--out",
+        str(tmp_path / "runs"),
+        "--tracking-uri",
+        uri,
+    ]
+    assert ablations.main([*args, "--data", str(tree)]) == 0
+    assert "trained 1 stage(s), reused 0" in capsys.readouterr().out
+    both = ["--eval-data", f"sidd:{tree}", "--eval-data", f"pairs:{pairs}", "--set", "data.pairs.block=32"]
+    assert ablations.main([*args, "--train-data", f"sidd:{tree}", *both]) == 0
+    assert "trained 0 stage(s), reused 1" in capsys.readouterr().out
+    rows = _csv(tmp_path / "runs" / "results.csv")
+    assert [r["eval_source"] for r in rows if r["ablation"] == "apbsn"] == ["sidd", "pairs"]
+    assert {r["eval_source"] for r in rows if r["family"] == "reference"} == {"sidd", "pairs"}
+    header = (tmp_path / "runs" / "results.md").read_text().splitlines()[0]
+    assert "PSNR [95% CI] (sidd)" in header and "PSNR [95% CI] (pairs)" in header
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("ablations-tiny").experiment_id])
+    (parent,) = [r for r in runs if r.info.run_name == "apbsn"]
+    by_source = {r["eval_source"]: float(r["psnr"]) for r in rows if r["ablation"] == "apbsn"}
+    assert parent.data.metrics["psnr"] == pytest.approx(by_source["sidd"])  # SIDD keeps its names
+    assert parent.data.metrics["pairs_psnr"] == pytest.approx(by_source["pairs"])

@@ -7,7 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.losses import adaptive_weight, create_loss, list_losses, local_std, register_loss
+from models.losses import (
+    _LOSSES,
+    adaptive_weight,
+    create_loss,
+    list_losses,
+    local_std,
+    loss_arguments,
+    register_loss,
+)
 
 
 def test_local_std_matches_a_direct_window_computation() -> None:
@@ -79,3 +87,12 @@ def test_registry() -> None:
         register_loss("l1")(lambda: None)
     with pytest.raises(KeyError, match="unknown loss 'l2'"):
         create_loss("l2")
+    # An error raised inside a builder is the builder's, not "unknown loss".
+    register_loss("_raises_key_error")(lambda: {}["missing"])
+    try:
+        with pytest.raises(KeyError) as err:
+            create_loss("_raises_key_error")
+        assert "unknown loss" not in str(err.value) and "missing" in str(err.value)
+        assert loss_arguments("perceptual") == ["levels", "gradient_weight"] and loss_arguments("l1") == []
+    finally:
+        _LOSSES.pop("_raises_key_error")

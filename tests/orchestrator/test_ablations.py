@@ -116,6 +116,20 @@ def test_overrides_from_the_command_line_and_their_errors():
         resolve(load_profile("smoke", ["overrides.ssid.bnn.train.steps="]), "ssid")
     with pytest.raises(ConfigError, match=r"'models\.ssid_bnn\.depth': not an argument of 'ssid_bnn'"):
         resolve(load_profile("smoke", ["models.ssid_bnn.depth=3"]), "ssid")
+    # loss_kwargs are checked against the loss builder's signature before any trial starts.
+    perceptual = ["overrides.ssid.unet.loss=perceptual"]
+    (unet,) = [
+        s
+        for s in resolve(
+            load_profile("smoke", [*perceptual, "overrides.ssid.unet.loss_kwargs.levels=2"]), "ssid"
+        )[1]
+        if s.name == "unet"
+    ]
+    assert unet.loss == "perceptual" and unet.loss_kwargs == {"levels": 2}
+    with pytest.raises(ConfigError, match=r"loss_kwargs\.levelz': not an argument of loss 'perceptual'"):
+        resolve(load_profile("smoke", [*perceptual, "overrides.ssid.unet.loss_kwargs.levelz=2"]), "ssid")
+    with pytest.raises(ConfigError, match=r"loss_kwargs\.levels': not an argument of loss 'ssid_adaptive'"):
+        resolve(load_profile("smoke", ["overrides.ssid.unet.loss_kwargs.levels=2"]), "ssid")
     with pytest.raises(ConfigError, match="schedule 'step' needs decay_every or decay_epochs"):
         resolve(
             load_profile("smoke", ["train.lgbpn.optim.decay_every=0", "train.lgbpn.optim.decay_epochs=0"]),

@@ -156,6 +156,7 @@ def test_noise_gain_and_zoom(tmp_path: Path) -> None:
         replace(spec, zoom=0.5)
 
 
+@pytest.mark.slow
 def test_pooled_map_of_the_default_mix_is_sidds_diamond(tmp_path: Path) -> None:
     """The 40-pair tree of ``jobs/correlation.py --set data.synthetic.scenes=20`` pools to a map
     whose region above 0.02 is LG-BPN's radius-4 diamond, as the real SIDD Medium map's is, with
