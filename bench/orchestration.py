@@ -69,8 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         *args.overrides,
     ]
     study = load_profile(args.profile, sets)
-    ray.init(
-        num_cpus=args.cpus, resources={"sim_gpu": args.gpus}, include_dashboard=False, log_to_driver=False
+    ray.init(  # always a local Ray of its own: never a cluster some other process started here
+        address="local",
+        num_cpus=args.cpus,
+        resources={"sim_gpu": args.gpus},
+        include_dashboard=False,
+        log_to_driver=False,
     )
     try:
         outcome = run_study(study, progress=False)

@@ -142,3 +142,13 @@ NO_RAY = (
     "tests/test_lint.py",
     "tests/test_sizes.py",
 )
+
+# Run beside the main process too, after NO_RAY: each of these tests starts
+# its Ray in processes of its own at an explicit address (jobs with ray.address=local, a
+# ray.cluster_utils.Cluster the job is pointed at), so it cannot attach to the main process's
+# Ray, nor that process's jobs to its. Together they are the longest fault tests.
+OWN_RAY = (
+    "tests/orchestrator/test_node_loss.py",
+    "tests/reliability/test_faults.py",
+    "tests/reliability/test_tracking_outage.py",
+)

@@ -36,3 +36,10 @@ def with_ihdr(png: bytes, *fields: int) -> bytes:
     """``png`` with its header chunk replaced by one holding ``fields`` (width, height, bit depth,
     colour type, compression, filter, interlace), its CRC made right so readers get past it."""
     return png[:8] + png_chunk(b"IHDR", struct.pack(">IIBBBBB", *fields)) + png[33:]
+
+
+def study_args(out: Path, uri: str, ablations: str = "apbsn", *, profile: str = "tiny", sets=()) -> list[str]:
+    """The command line of ``jobs/ablations.py`` for ``ablations`` under ``profile``, written to
+    ``out`` and tracked at ``uri``, with each of ``sets`` as a ``--set``."""
+    args = ["--profile", profile, "--ablations", ablations, "--out", str(out), "--tracking-uri", uri]
+    return args + [a for s in sets for a in ("--set", s)]

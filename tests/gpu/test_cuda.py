@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.files import study_args
+
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
@@ -98,17 +100,8 @@ def test_a_stage_holds_a_gpu_as_a_tune_trial_and_the_tools_run_on_it(tiny, tmp_p
 
     cache, data, _ = tiny
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    args = [
-        "--profile",
-        "tiny",
-        "--ablations",
-        "apbsn",
-        "--out",
-        str(tmp_path / "runs"),
-        "--tracking-uri",
-        uri,
-    ]
-    assert ablations.main([*args, "--set", f"data.cache_dir={cache}", "--set", "trial.gpu=1"]) == 0
+    sets = [f"data.cache_dir={cache}", "trial.gpu=1"]
+    assert ablations.main(study_args(tmp_path / "runs", uri, sets=sets)) == 0
     rows = list(csv.DictReader((tmp_path / "runs" / "results.csv").open()))
     assert any(r["ablation"] == "apbsn" and r["status"] == "finished" for r in rows)
     (model,) = (tmp_path / "runs" / "stages").glob("bsn-*/model.pt")

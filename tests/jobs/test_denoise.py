@@ -18,7 +18,7 @@ from models.registry import create_model
 from orchestrator.data.images import ImageError, png_chunk, read_image, write_image
 from orchestrator.tools.load import CheckpointError, load_denoiser
 from orchestrator.tools.tiling import denoise_image
-from tests.files import CodePayload, stage_model_file
+from tests.files import CodePayload, stage_model_file, study_args
 
 RNG = np.random.default_rng(0)
 
@@ -176,17 +176,7 @@ def test_train_a_stage_then_denoise_a_folder_by_its_mlflow_run(ray_local, tmp_pa
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sets = [f"data.cache_dir={tmp_path / 'data'}"]
-    args = [
-        "--profile",
-        "tiny",
-        "--ablations",
-        "apbsn",
-        "--out",
-        str(tmp_path / "runs"),
-        "--tracking-uri",
-        uri,
-    ]
-    assert ablations.main([*args, *(a for s in sets for a in ("--set", s))]) == 0
+    assert ablations.main(study_args(tmp_path / "runs", uri, sets=sets)) == 0
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("ablations-tiny")
     (parent,) = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "apbsn"]

@@ -15,6 +15,7 @@ from scipy.io import loadmat
 
 from jobs import ablations, denoise, evaluate
 from tests import layouts
+from tests.files import study_args
 
 pytestmark = [pytest.mark.ray]
 
@@ -70,16 +71,7 @@ def test_dnd_and_blocks_train_evaluate_and_submit(ray_local, tree, pairs, tmp_pa
     blocks = layouts.blocks_file(tree, tmp_path / "NoisyBlocks.mat")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     for name, source in (("dnd", f"dnd:{dnd}"), ("blocks", f"blocks:{blocks}")):
-        args = [
-            "--profile",
-            "tiny",
-            "--ablations",
-            "apbsn",
-            "--out",
-            str(tmp_path / name),
-            "--tracking-uri",
-            uri,
-        ]
+        args = study_args(tmp_path / name, uri)
         args += ["--train-data", source, "--eval-data", f"pairs:{pairs}", "--set", "data.pairs.block=32"]
         assert ablations.main(args) == 0, name
         (row,) = _models(tmp_path / name / "results.csv")
@@ -117,16 +109,7 @@ def test_two_evaluation_sources_side_by_side_and_adding_one_retrains_nothing(
     trains nothing (evaluation sources are not in a stage's key), and the table, results.csv and
     MLflow hold one group of scores per source."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [
-        "--profile",
-        "tiny",
-        "--ablations",
-        "apbsn",
-        "--out",
-        str(tmp_path / "runs"),
-        "--tracking-uri",
-        uri,
-    ]
+    args = study_args(tmp_path / "runs", uri)
     assert ablations.main([*args, "--data", str(tree)]) == 0
     assert "trained 1 stage(s), reused 0" in capsys.readouterr().out
     both = ["--eval-data", f"sidd:{tree}", "--eval-data", f"pairs:{pairs}", "--set", "data.pairs.block=32"]

@@ -18,6 +18,8 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from tests.files import study_args
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.ray]
@@ -121,17 +123,7 @@ def test_divergence_stops_the_stage_and_keeps_its_checkpoints(ray_local, tmp_pat
     sets = ["train.apbsn.steps=6", "train.apbsn.checkpoint_every=1", "train.apbsn.optim.lr=1e30"]
     sets += [f"data.cache_dir={tmp_path / 'data'}", *DATA[:-1]]
     uri = f"sqlite:///{tmp_path / 'db'}"
-    args = [
-        "--profile",
-        "tiny",
-        "--ablations",
-        "apbsn",
-        "--out",
-        str(tmp_path / "runs"),
-        "--tracking-uri",
-        uri,
-    ]
-    assert ablations.main([*args, *(a for s in sets for a in ("--set", s))]) == 1
+    assert ablations.main(study_args(tmp_path / "runs", uri, sets=sets)) == 1
     err = capsys.readouterr().err
     assert "FAILED apbsn.bsn" in err and "loss is nan" in err
     (stage,) = (tmp_path / "runs" / "stages").glob("bsn-*")
