@@ -143,11 +143,12 @@ NO_RAY = (
     "tests/test_sizes.py",
 )
 
-# Run beside the main process too, after NO_RAY: each of these tests starts
-# its Ray in processes of its own at an explicit address (jobs with ray.address=local, a
-# ray.cluster_utils.Cluster the job is pointed at), so it cannot attach to the main process's
-# Ray, nor that process's jobs to its. Together they are the longest fault tests.
+# Run beside the main process too, after NO_RAY: each of these tests starts its Ray in processes
+# of its own at an explicit address (jobs with ray.address=local, a ray.cluster_utils.Cluster or a
+# `ray start` head the job is pointed at), so it cannot attach to the main process's Ray, nor that
+# process's jobs to its (they run in the Ray the process already holds, or at address "local").
 OWN_RAY = (
+    "tests/jobs/test_submit.py",
     "tests/orchestrator/test_node_loss.py",
     "tests/reliability/test_faults.py",
     "tests/reliability/test_tracking_outage.py",

@@ -114,9 +114,13 @@ def _load(path: Path, source: str) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, a zip error, a disallowed global: never executed
         text = str(exc).strip()
-        refused = re.search(r"Unsupported (global: GLOBAL [\w.]+|operand \S+)", text)
-        if refused:
-            reason = f"it holds Python objects, not only tensors ({refused.group(0)}); nothing was run"
+        # torch words a refused global two ways ("Unsupported global: GLOBAL print", "Trying to
+        # load unsupported GLOBAL posix.system whose module posix is blocked"); name it either way.
+        name = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", text, re.IGNORECASE)
+        operand = re.search(r"Unsupported operand \S+", text)
+        if name or operand:
+            what = f"global {name.group(1)} refused" if name else operand.group(0)
+            reason = f"it holds Python objects, not only tensors ({what}); nothing was run"
         else:
             reason = f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
         raise CheckpointError(
