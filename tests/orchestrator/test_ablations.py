@@ -118,13 +118,8 @@ def test_overrides_from_the_command_line_and_their_errors():
         resolve(load_profile("smoke", ["models.ssid_bnn.depth=3"]), "ssid")
     # loss_kwargs are checked against the loss builder's signature before any trial starts.
     perceptual = ["overrides.ssid.unet.loss=perceptual"]
-    (unet,) = [
-        s
-        for s in resolve(
-            load_profile("smoke", [*perceptual, "overrides.ssid.unet.loss_kwargs.levels=2"]), "ssid"
-        )[1]
-        if s.name == "unet"
-    ]
+    study = load_profile("smoke", [*perceptual, "overrides.ssid.unet.loss_kwargs.levels=2"])
+    unet = _stages(study, "ssid")["unet"]
     assert unet.loss == "perceptual" and unet.loss_kwargs == {"levels": 2}
     with pytest.raises(ConfigError, match=r"loss_kwargs\.levelz': not an argument of loss 'perceptual'"):
         resolve(load_profile("smoke", [*perceptual, "overrides.ssid.unet.loss_kwargs.levelz=2"]), "ssid")
