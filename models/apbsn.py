@@ -17,10 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import masks
 from models.layers.dilated import DilatedConvLayer
 from models.layers.masked_conv import MaskedConv2d, centre_mask
 from models.layers.pixel_shuffle import pd_down, pd_up
 from models.layers.r3 import crop, refine
+from models.layers.skip import Skip
 from models.registry import create_model, register_model, square
 
 __all__ = ["DBSNl", "APBSN"]
@@ -125,9 +127,14 @@ class APBSN(nn.Module):
 
 
 @register_model("apbsn_dbsnl", test_kwargs={"base_ch": 8, "num_module": 2}, blind=lambda kw: square(1))
-def apbsn_dbsnl(*, in_ch: int = 3, out_ch: int = 3, base_ch: int = 128, num_module: int = 9) -> DBSNl:
-    """AP-BSN's DBSNl (3,656,131 parameters at the defaults)."""
-    return DBSNl(in_ch=in_ch, out_ch=out_ch, base_ch=base_ch, num_module=num_module)
+def apbsn_dbsnl(
+    *, in_ch: int = 3, out_ch: int = 3, base_ch: int = 128, num_module: int = 9, skip: bool = False
+) -> nn.Module:
+    """AP-BSN's DBSNl (3,656,131 parameters at the defaults). ``skip``: plus the mean of the
+    centre's eight neighbours (:class:`models.layers.skip.Skip`): inside AP-BSN, the
+    neighbours in the pixel-shuffled sub-image in training and at inference, the image's own in R3."""
+    net = DBSNl(in_ch=in_ch, out_ch=out_ch, base_ch=base_ch, num_module=num_module)
+    return Skip(net, square(1)) if skip else net
 
 
 # In training every pixel is predicted from the other pixels of its pixel-shuffled sub-image and
@@ -137,6 +144,7 @@ def apbsn_dbsnl(*, in_ch: int = 3, out_ch: int = 3, base_ch: int = 128, num_modu
     test_kwargs={"bsn_kwargs": {"base_ch": 8, "num_module": 2}, "pd_train": 2, "pd_pad": 1},
     multiple=lambda kw: kw.get("pd_train", 5),
     blind=lambda kw: square(1),
+    fit=lambda region: {"pd_train": masks.chebyshev_radius(region) + 1},
 )
 def apbsn(
     *,

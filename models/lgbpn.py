@@ -28,6 +28,7 @@ from models.layers.kernel_shift import shifted_conv
 from models.layers.masked_conv import MaskedConv2d
 from models.layers.pixel_shuffle import pd_down, pd_up
 from models.layers.r3 import refine
+from models.layers.skip import Skip
 from models.registry import blind_region, common_region, create_model, register_model, square
 from models.ssid import BNN
 
@@ -360,12 +361,15 @@ def lgbpn(
     local_kwargs: dict | None = None,
     global_kwargs: dict | None = None,
     checkpoint: bool = False,
+    skip: bool = False,
 ) -> LGBPNDenoiser:
     """LG-BPN (4,558,879 parameters at the defaults). Branches are registered names (or None);
     ``local_kwargs`` / ``global_kwargs`` go to their builders (e.g. ``{"dim": 16}`` for L-1's BNN).
     ``checkpoint``: activation checkpointing of the branch bodies in training (each DCL and DTB
     block recomputed in the backward pass): the same outputs and gradients for a fraction of
-    the training-step memory, at the cost of a second forward pass through the bodies."""
+    the training-step memory, at the cost of a second forward pass through the bodies.
+    ``skip``: plus the mean of the ring around the blind region, shrunk at inference as the local
+    branch's kernel is (:class:`models.layers.skip.Skip`; the same parameters)."""
     lkw = {"in_ch": head_ch, "width": width, "blind": blind, "modules": modules, **(local_kwargs or {})}
     gkw = {"in_ch": head_ch, "width": width, "blind": blind, "blocks": blocks, **(global_kwargs or {})}
     lb = create_model(local, **lkw) if local else None
@@ -373,5 +377,9 @@ def lgbpn(
     for branch in (lb, gb):
         if isinstance(branch, _Branch):
             branch.checkpoint = checkpoint
-    net = LGBPN(lb, gb, head_ch=head_ch, width=width, fusion=fusion)
+    net: nn.Module = LGBPN(lb, gb, head_ch=head_ch, width=width, fusion=fusion)
+    if skip:
+        slots = {"local": local, "global_": global_, "blind": blind}
+        region = _lgbpn_blind({**slots, "local_kwargs": local_kwargs, "global_kwargs": global_kwargs})
+        net = Skip(net, region, ratios=(LOCAL_PD.test_ratio, LOCAL_PD.refine_ratio))
     return LGBPNDenoiser(net, r3=r3, r3_t=r3_t, r3_p=r3_p)

@@ -14,10 +14,26 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["diamond", "from_correlation", "kernel_taps", "save", "load", "DEFAULT_THRESHOLD"]
+__all__ = [
+    "diamond",
+    "from_correlation",
+    "kernel_taps",
+    "save",
+    "load",
+    "offsets",
+    "from_offsets",
+    "chebyshev_radius",
+    "DEFAULT_THRESHOLD",
+    "PEARSON_THRESHOLD",
+]
 
-# On the real SIDD Medium map this threshold gives exactly LG-BPN's radius-4 diamond.
+# On the real SIDD Medium map (the paper's rgb_pearson) this threshold gives exactly LG-BPN's
+# radius-4 diamond.
 DEFAULT_THRESHOLD = 0.02
+# For the ordinary Pearson coefficient (pearson, residual): a network that sees a neighbour whose
+# noise correlates by r with the pixel's can carry up to r^2 of the noise variance through it;
+# above 0.2 (4 %) the neighbour is hidden.
+PEARSON_THRESHOLD = 0.2
 
 
 def diamond(radius: int = 4, *, size: int | None = None) -> np.ndarray:
@@ -53,6 +69,28 @@ def from_correlation(corr_map: np.ndarray, *, threshold: float = DEFAULT_THRESHO
                 region[ny, nx] = True
                 frontier.append((ny, nx))
     return region
+
+
+def offsets(blind: np.ndarray) -> list[tuple[int, int]]:
+    """The hidden offsets (dy, dx) of a region, the centre included, in row order."""
+    b = np.asarray(blind, dtype=bool)
+    r = b.shape[0] // 2
+    return [(int(y) - r, int(x) - r) for y, x in np.argwhere(b)]
+
+
+def from_offsets(hidden) -> np.ndarray:
+    """The smallest region (square, odd side) hiding the offsets ``hidden`` and the centre."""
+    pairs = [(int(dy), int(dx)) for dy, dx in hidden] + [(0, 0)]
+    r = max(max(abs(dy), abs(dx)) for dy, dx in pairs)
+    out = np.zeros((2 * r + 1, 2 * r + 1), dtype=bool)
+    for dy, dx in pairs:
+        out[r + dy, r + dx] = True
+    return out
+
+
+def chebyshev_radius(blind: np.ndarray) -> int:
+    """The largest ``max(|dy|, |dx|)`` over the hidden offsets of a region."""
+    return max(max(abs(dy), abs(dx)) for dy, dx in offsets(blind))
 
 
 def kernel_taps(blind: np.ndarray, size: int) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 F = TypeVar("F", bound=Callable[..., Any])
 
 BlindRegion = Callable[[Mapping[str, Any]], np.ndarray]
+FitRegion = Callable[[np.ndarray], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class ModelInfo:
         blind_kwargs: arguments added to ``test_kwargs`` when blindness is checked, where a part of
             the network adds an image-wide dependence (channel attention pools over the whole
             image) that would hide the exact zero the check looks for.
+        fit: the builder's arguments that make it hide a given region (a measured noise
+            correlation's, ``prior`` in a study) with its own means: SSID's BNN a square, AP-BSN a
+            pixel-shuffle stride. None: a builder that takes ``blind`` gets the region itself;
+            others are left alone.
     """
 
     builder: Callable[..., Any]
@@ -44,6 +49,7 @@ class ModelInfo:
     multiple: int | Callable[[Mapping[str, Any]], int] = 1
     blind: BlindRegion | None = None
     blind_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    fit: FitRegion | None = None
 
     def input_multiple(self, kwargs: Mapping[str, Any]) -> int:
         return self.multiple(kwargs) if callable(self.multiple) else self.multiple
@@ -64,6 +70,7 @@ def register_model(
     multiple: int | Callable[[Mapping[str, Any]], int] = 1,
     blind: BlindRegion | None = None,
     blind_kwargs: Mapping[str, Any] | None = None,
+    fit: FitRegion | None = None,
 ) -> Callable[[F], F]:
     """Decorator registering a builder under ``name`` with its :class:`ModelInfo`.
 
@@ -76,7 +83,8 @@ def register_model(
             raise ValueError(
                 f"model {name!r} is already registered (by {_REGISTRY[name].builder.__module__})"
             )
-        _REGISTRY[name] = ModelInfo(fn, dict(test_kwargs or {}), multiple, blind, dict(blind_kwargs or {}))
+        info = ModelInfo(fn, dict(test_kwargs or {}), multiple, blind, dict(blind_kwargs or {}), fit)
+        _REGISTRY[name] = info
         return fn
 
     return deco
@@ -131,6 +139,17 @@ def blind_region(name: str, kwargs: Mapping[str, Any]) -> np.ndarray | None:
     """The blind region model ``name`` built with ``kwargs`` promises in training, or None."""
     info = model_info(name)
     return None if info.blind is None else np.asarray(info.blind(kwargs), dtype=bool)
+
+
+def fit_region(name: str, region: np.ndarray) -> dict[str, Any]:
+    """The arguments of ``name``'s builder that make it hide ``region`` (:attr:`ModelInfo.fit`);
+    {} for a network that hides nothing."""
+    info = model_info(name)
+    if info.fit is not None:
+        return dict(info.fit(np.asarray(region, dtype=bool)))
+    if info.blind is not None and "blind" in model_arguments(name):
+        return {"blind": np.asarray(region, dtype=bool).tolist()}
+    return {}
 
 
 def common_region(*regions: np.ndarray | None) -> np.ndarray | None:

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import masks
 from models.layers.shift import ShiftConv2d, shift_down
+from models.layers.skip import Skip
 from models.layers.upconv import upsampled_conv3x3
 from models.registry import register_model, square
 
@@ -190,20 +192,41 @@ class LAN(nn.Module):
 
 
 @register_model(
-    "ssid_bnn", test_kwargs={"dim": 8}, multiple=32, blind=lambda kw: square(kw.get("blindspot", 9))
+    "ssid_bnn",
+    test_kwargs={"dim": 8},
+    multiple=32,
+    blind=lambda kw: square(kw.get("blindspot", 9)),
+    fit=lambda region: {"blindspot": 2 * masks.chebyshev_radius(region) + 1},
 )
-def ssid_bnn(*, blindspot: int = 9, in_ch: int = 3, out_ch: int = 3, dim: int = 48) -> BNN:
-    """SSID's stage-1 blind-neighbourhood network (1,268,547 parameters at the defaults)."""
-    return BNN(blindspot=blindspot, in_ch=in_ch, out_ch=out_ch, dim=dim)
+def ssid_bnn(
+    *, blindspot: int = 9, in_ch: int = 3, out_ch: int = 3, dim: int = 48, skip: bool = False
+) -> nn.Module:
+    """SSID's stage-1 blind-neighbourhood network (1,268,547 parameters at the defaults).
+    ``skip``: plus the mean of the square ring around its blind square
+    (:class:`models.layers.skip.Skip`; the same parameters)."""
+    bnn = BNN(blindspot=blindspot, in_ch=in_ch, out_ch=out_ch, dim=dim)
+    return Skip(bnn, square(blindspot)) if skip else bnn
 
 
 @register_model("ssid_lan", test_kwargs={"width": 16, "blocks": 2})
-def ssid_lan(*, blindspot: int = 3, in_ch: int = 3, out_ch: int = 3, width: int = 64, blocks: int = 6) -> LAN:
-    """SSID's stage-2 locally aware network (94,939 parameters at the defaults)."""
-    return LAN(blindspot=blindspot, in_ch=in_ch, out_ch=out_ch, width=width, blocks=blocks)
+def ssid_lan(
+    *,
+    blindspot: int = 3,
+    in_ch: int = 3,
+    out_ch: int = 3,
+    width: int = 64,
+    blocks: int = 6,
+    skip: bool = False,
+) -> nn.Module:
+    """SSID's stage-2 locally aware network (94,939 parameters at the defaults). ``skip``: plus its
+    input (:class:`models.layers.skip.Skip`; the same parameters)."""
+    lan = LAN(blindspot=blindspot, in_ch=in_ch, out_ch=out_ch, width=width, blocks=blocks)
+    return Skip(lan, None) if skip else lan
 
 
 @register_model("ssid_unet", test_kwargs={"dim": 8}, multiple=32)
-def ssid_unet(*, in_ch: int = 3, out_ch: int = 3, dim: int = 48) -> UNet:
-    """SSID's stage-3 denoiser (1,083,747 parameters at the defaults)."""
-    return UNet(in_ch=in_ch, out_ch=out_ch, dim=dim)
+def ssid_unet(*, in_ch: int = 3, out_ch: int = 3, dim: int = 48, skip: bool = False) -> nn.Module:
+    """SSID's stage-3 denoiser (1,083,747 parameters at the defaults). ``skip``: plus its input
+    (:class:`models.layers.skip.Skip`; the same parameters)."""
+    unet = UNet(in_ch=in_ch, out_ch=out_ch, dim=dim)
+    return Skip(unet, None) if skip else unet

@@ -18,7 +18,9 @@ def input_side(name: str, kwargs: dict, at_least: int) -> int:
 def assert_blind(name: str, kwargs: dict) -> None:
     """Model ``name`` built with ``kwargs``, in train mode, gives an output at a pixel that does not
     depend on any input in the blind region its registry entry declares for those arguments
-    (checked with autograd), and depends on some input outside it."""
+    (checked with autograd), and depends on some input outside it. Every weight is moved a little
+    first, so that no zero-initialized layer (a :class:`~models.layers.skip.Skip`'s
+    output convolution) hides a dependence."""
     info = model_info(name)
     region = info.blind(kwargs)
     assert region is not None, f"{name} with {kwargs} declares no blind region"
@@ -26,6 +28,9 @@ def assert_blind(name: str, kwargs: dict) -> None:
     side = input_side(name, kwargs, max(40, 4 * r + 16))
     torch.manual_seed(0)
     model = create_model(name, **kwargs).train()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
     x = (torch.rand(1, info.in_channels, side, side) * 255).requires_grad_(True)
     c = side // 2
     model(x)[0, :, c, c + 1].sum().backward()

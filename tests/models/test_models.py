@@ -30,8 +30,9 @@ def test_shape_and_backward(name: str) -> None:
 
 
 def _variants() -> list[tuple[str, dict]]:
-    """Every blind network at its test size, and again with a smaller configured region where its
-    builder takes one (``blind``: a radius-2 diamond; ``blindspot``: 5)."""
+    """Every blind network at its test size, again with a smaller configured region where its
+    builder takes one (``blind``: a radius-2 diamond; ``blindspot``: 5), and with the ring around
+    its region added where it takes ``skip``."""
     out = []
     for name in list_models():
         info = model_info(name)
@@ -44,6 +45,8 @@ def _variants() -> list[tuple[str, dict]]:
             out.append((name, {**base, "blind": masks.diamond(2)}))
         if "blindspot" in args:
             out.append((name, {**base, "blindspot": 5}))
+        if "skip" in args:
+            out.append((name, {**base, "skip": True}))
     return out
 
 
