@@ -1,6 +1,7 @@
 """The noise-correlation prior: exact per-image and pooled maps over a SIDD tree, on Ray Data.
 
-``python jobs/correlation.py [--data DIR] [--out OUT] [--radius R] [--statistic rgb_pearson|pearson]``
+``python jobs/correlation.py [--data DIR] [--out OUT] [--radius R] [--statistic STATISTIC]``
+``python jobs/correlation.py --train-data folder:PHOTOS --statistic residual``: no clean image needed.
 
 ``--data`` is a SIDD root holding ``SIDD_Medium_Srgb/Data/<scene>/...``; without it, SIDD-like
 synthetic data is generated (once, cached). Runs on an embedded local Ray, or on the cluster it is
@@ -38,7 +39,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(ap, out="correlation_out")
     ap.add_argument("--radius", type=int, metavar="R", help="map radius; 10 gives 21x21 (default 10)")
-    ap.add_argument("--statistic", choices=["rgb_pearson", "pearson"], help="default rgb_pearson")
+    ap.add_argument(
+        "--statistic",
+        choices=["rgb_pearson", "pearson", "residual"],
+        help="default rgb_pearson; residual: the training images' noise, estimated from them alone",
+    )
     ap.add_argument("--workers", type=int, metavar="N", help="concurrent pairs (default: one per CPU)")
     ap.add_argument("--max-pairs", type=int, metavar="N", help="only the first N pairs (0: all)")
     ap.add_argument("--strict", action="store_true", help="stop on any bad dataset file")

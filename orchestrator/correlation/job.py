@@ -61,13 +61,29 @@ def _classify(sums: CorrelationSums) -> tuple[str, str]:
     return "ok", ""
 
 
+def _sums(row: dict, radius: int, statistic: str, threads: int) -> CorrelationSums:
+    """One row's sums: of its pair's noise, or (``residual``) of its noisy images alone."""
+    if statistic != "residual":
+        noisy, clean = read_pair(str(row["noisy_path"]), str(row["clean_path"]))
+        return correlation_sums(noise_of(noisy, clean), radius, statistic=statistic, workers=threads)
+    from orchestrator.correlation.residual import residual_sums
+    from orchestrator.data.sources import TrainItem, read_item
+
+    item = TrainItem(str(row["key"]), str(row["noisy_path"]), str(row["reader"]), (), arg=str(row["arg"]))
+    sums = [residual_sums(image, radius, workers=threads) for image in read_item(item)]
+    total = sums[0]
+    for s in sums[1:]:
+        total = total + s
+    return total
+
+
 def pair_task(row: dict, *, radius: int, statistic: str, threads: int = 1) -> dict:
-    """Ray Data map function: one pair row in, the same row with its sums and map out. Never raises."""
+    """Ray Data map function: one pair (or, for ``residual``, one noisy item) row in, the same row
+    with its sums and map out. Never raises."""
     t0 = time.perf_counter()
     out = {k: v for k, v in row.items() if not isinstance(v, np.ndarray)}
     try:
-        noisy, clean = read_pair(str(row["noisy_path"]), str(row["clean_path"]))
-        sums = correlation_sums(noise_of(noisy, clean), radius, statistic=statistic, workers=threads)
+        sums = _sums(row, radius, statistic, threads)
         status, reason = _classify(sums)
     except Exception as exc:  # recorded in the row: one bad image must not lose the others
         sums = _empty_sums(radius, statistic)
@@ -171,9 +187,9 @@ def compute_rows(rows: list[dict], cfg: CorrelationConfig, resources: dict):
     yield from ds.iter_rows()
 
 
-def collect(pairs: list[dict], cfg: CorrelationConfig, out: Path, resources_fn) -> list[dict]:
-    """All result rows for the ``pairs`` (their input rows): reused from ``out`` where unchanged,
-    else computed.
+def collect(pairs: list[dict], cfg: CorrelationConfig, out: Path, resources_fn) -> tuple[list[dict], int]:
+    """All result rows for the ``pairs`` (their input rows), reused from ``out`` where unchanged,
+    else computed; and how many were computed.
 
     Args:
         resources_fn: a context manager factory yielding the cluster's resources (``connect``).
@@ -211,7 +227,7 @@ def collect(pairs: list[dict], cfg: CorrelationConfig, out: Path, resources_fn) 
                     progress.update(note=f"{row['key']} {row['status']}{tail} {row['seconds']:.2f}s")
         finally:
             writer.flush()  # whatever finished is on disk, also when the loop was interrupted
-    return [results[w["key"]] for w in wanted]
+    return [results[w["key"]] for w in wanted], len(todo)
 
 
 def _plain(value):
@@ -236,16 +252,17 @@ def run_correlation(cfg: CorrelationConfig) -> dict:
     from models import masks
     from orchestrator.cluster import connect
     from orchestrator.correlation import outputs, report
-    from orchestrator.correlation.pairs import source_pairs
+    from orchestrator.correlation.pairs import source_images, source_pairs
 
     report.check_offsets(cfg.figures.offsets, cfg.radius)  # config errors before any work
     reference = report.load_reference(cfg.figures.reference, cfg.radius)
     t0 = time.perf_counter()
     out = Path(cfg.out).expanduser().resolve()
     print("[correlation] indexing the dataset", flush=True)
-    found = source_pairs(cfg)
+    found = source_images(cfg) if cfg.statistic == "residual" else source_pairs(cfg)
     print("\n".join(found.summaries), flush=True)
-    rows = collect(found.rows, cfg, out, lambda: connect(cfg.ray))
+    before = _previous_summary(out)
+    rows, computed = collect(found.rows, cfg, out, lambda: connect(cfg.ray))
     outputs.write_per_image(out, rows, cfg)
     sums = [sums_from_row(r, radius=cfg.radius, statistic=cfg.statistic) for r in rows]
     ok = [s for r, s in zip(rows, sums, strict=True) if r["status"] == "ok"]
@@ -264,11 +281,11 @@ def run_correlation(cfg: CorrelationConfig) -> dict:
         rows, sums, pooled_map, cfg.figures, out / "figures", label=label, reference=reference
     )
     outputs.write_findings(out, findings, found.problems)
-    blind = masks.from_correlation(pooled_map, threshold=cfg.mask_threshold)
+    blind = masks.from_correlation(pooled_map, threshold=cfg.threshold)
     masks.save(
         out / "mask.npz",
         blind,
-        threshold=cfg.mask_threshold,
+        threshold=cfg.threshold,
         statistic=cfg.statistic,
         source=str(files["pooled_map"]),
         images=len(ok),
@@ -278,13 +295,39 @@ def run_correlation(cfg: CorrelationConfig) -> dict:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     outputs.print_summary(summary, out)
     if cfg.tracking.enabled:
-        try:
-            summary["mlflow_run_id"] = _log_to_mlflow(cfg, out, summary)
-        except Exception as exc:  # the outputs are on disk already; say so instead of losing them
-            summary["mlflow_error"] = f"{type(exc).__name__}: {exc}"
-            print(f"[correlation] MLflow logging failed ({summary['mlflow_error']}); outputs kept in {out}")
+        _record(cfg, out, summary, before if not computed else {})
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _record(cfg: CorrelationConfig, out: Path, summary: dict, before: dict) -> None:
+    """Log the outputs to MLflow, unless ``before`` (the previous run's summary, when this run
+    computed nothing new) says a run in the same store and experiment already holds them."""
+    where = _where(cfg)
+    if before.get("mlflow_where") == where and before.get("mlflow_run_id"):
+        summary |= {k: before[k] for k in ("mlflow_run_id", "mlflow_where")}
+        print(f"[correlation] nothing new: MLflow run {before['mlflow_run_id']} holds these maps")
+        return
+    try:
+        summary["mlflow_run_id"], summary["mlflow_where"] = _log_to_mlflow(cfg, out, summary), where
+    except Exception as exc:  # the outputs are on disk already; say so instead of losing them
+        summary["mlflow_error"] = f"{type(exc).__name__}: {exc}"
+        print(f"[correlation] MLflow logging failed ({summary['mlflow_error']}); outputs kept in {out}")
+
+
+def _where(cfg: CorrelationConfig) -> str:
+    """The MLflow store and experiment a run of ``cfg`` logs to."""
+    from orchestrator.tracking import resolve_uri
+
+    return f"{resolve_uri(cfg.tracking.uri)}#{cfg.tracking.experiment}"
+
+
+def _previous_summary(out: Path) -> dict:
+    """The ``summary.json`` a previous run left in ``out`` ({} when none can be read)."""
+    try:
+        return json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _log_to_mlflow(cfg: CorrelationConfig, out: Path, summary: dict) -> str:

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 from orchestrator.correlation.stats import CorrelationSums
 from orchestrator.schema import CorrelationConfig
 
-SUM_FIELDS = {"rgb_pearson": ("sum", "count"), "pearson": ("sum", "count", "sx", "sy", "sxx", "syy")}
+_MOMENTS = ("sum", "count", "sx", "sy", "sxx", "syy")
+SUM_FIELDS = {"rgb_pearson": ("sum", "count"), "pearson": _MOMENTS, "residual": _MOMENTS}
 PARTS = "parts"
 PER_IMAGE = "per_image.parquet"
 
@@ -98,7 +99,7 @@ def summary(cfg, found, rows, status_counts, pooled_map, blind, findings, second
         "skipped_files": len(found.problems),
         "profile": {str(d): v for d, v in radial_profile(pooled_map, dists).items()},
         "mask_taps": int(blind.sum()),
-        "mask_threshold": cfg.mask_threshold,
+        "mask_threshold": cfg.threshold,
         "mask_is_radius4_diamond": bool(blind.shape[0] >= 9 and _is_diamond4(blind)),
         "outliers": findings["outliers"],
         "seconds": round(seconds, 2),

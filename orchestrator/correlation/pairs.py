@@ -1,6 +1,10 @@
-"""The noisy/clean pairs the correlation job measures: from every source it is given that has clean
-images (``sidd``, ``pairs``). The noise is ``noisy - clean``, so a source without clean images
-(``folder``, ``blocks``, ``dnd``) cannot be measured: the job says so in one line (exit status 2).
+"""The images the correlation job measures.
+
+The ``rgb_pearson`` and ``pearson`` statistics measure the noise ``noisy - clean``: the pairs of
+every source given that has clean images (``sidd``, ``pairs``); a source without them (``folder``,
+``blocks``, ``dnd``) is refused in one line (exit status 2) that names the ``residual`` statistic.
+``residual`` measures the noisy images alone: the training source's images, whatever its kind
+(:func:`source_images`), as a study trains on them.
 
 A SIDD root keeps its camera and ISO per pair (the per-camera and per-ISO maps); a ``pairs``
 source has none, and its pairs count under camera ``-`` and ISO 0.
@@ -17,7 +21,7 @@ from orchestrator.data.sidd import PairRecord
 from orchestrator.data.sources import SOURCES, SourceSpec, evaluation_sources, one_index, training_source
 from orchestrator.schema import CorrelationConfig
 
-__all__ = ["PairSet", "source_pairs", "sidd_row", "fingerprint"]
+__all__ = ["PairSet", "source_pairs", "source_images", "sidd_row", "fingerprint"]
 
 
 def fingerprint(noisy_path: str, clean_path: str) -> str:
@@ -95,10 +99,39 @@ def source_pairs(cfg: CorrelationConfig) -> PairSet:
             if SOURCES[spec.kind].pairs is None:
                 raise ConfigError(
                     "data",
-                    f"{spec}: a {spec.kind!r} source has no clean images, so its noise cannot be "
-                    "measured; the correlation job needs noisy/clean pairs (a pairs or sidd source)",
+                    f"{spec}: a {spec.kind!r} source has no clean images, so noisy - clean cannot be "
+                    "measured; --statistic residual measures its noisy images alone, or give "
+                    "noisy/clean pairs (a pairs or sidd source)",
                 )
             prefix = f"{spec.name}:" if len(specs) > 1 else ""
             (_sidd_rows if spec.kind == "sidd" else _pair_rows)(spec, cfg, prefix, found)
             found.sources.append(str(spec) if spec.path else "synthetic")
+    return found
+
+
+def source_images(cfg: CorrelationConfig) -> PairSet:
+    """The input rows of the ``residual`` statistic: every item of the training source (an image
+    file, or a file of blocks), read as a study reads it; evaluation sources are not measured."""
+    from orchestrator.data.sources import index_training
+
+    with one_index():
+        train = index_training(cfg.data)
+    name = str(train.spec) if train.spec.path else "synthetic"
+    found = PairSet(sources=[name], summaries=[train.summary()])
+    for item in train.items:
+        found.rows.append(
+            {
+                "key": item.key,
+                "noisy_path": item.path,
+                "clean_path": "",
+                "reader": item.reader,
+                "arg": item.arg,
+                "height": item.shapes[0][0],
+                "width": item.shapes[0][1],
+                "camera": "-",
+                "camera_name": "-",
+                "iso": 0,
+                "fingerprint": item.fingerprint or fingerprint(item.path, item.path),
+            }
+        )
     return found

@@ -39,7 +39,7 @@ from orchestrator.correlation.lags import (
     pair_counts,
 )
 
-STATISTICS = ("rgb_pearson", "pearson")
+STATISTICS = ("rgb_pearson", "pearson", "residual")
 
 __all__ = [
     "STATISTICS",
@@ -301,12 +301,13 @@ def pearson_sums(noise: np.ndarray, radius: int = 10, *, workers: int = 1) -> Co
 def correlation_sums(
     noise: np.ndarray, radius: int = 10, *, statistic: str = "rgb_pearson", workers: int = 1
 ) -> CorrelationSums:
-    """Dispatch by statistic name (one of :data:`STATISTICS`)."""
+    """Dispatch by statistic name: ``rgb_pearson`` or ``pearson`` of a noise array (``residual``
+    takes a noisy image instead: :func:`orchestrator.correlation.residual.residual_sums`)."""
     if statistic == "rgb_pearson":
         return rgb_pearson_sums(noise, radius, workers=workers)
     if statistic == "pearson":
         return pearson_sums(noise, radius, workers=workers)
-    raise ValueError(f"unknown statistic {statistic!r}; expected one of {STATISTICS}")
+    raise ValueError(f"unknown statistic {statistic!r} for a noise array; expected rgb_pearson or pearson")
 
 
 PROFILE_DISTANCES = (1, 2, 3, 4, 5, 10)  # the distances reported beside the real SIDD map

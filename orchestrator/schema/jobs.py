@@ -36,20 +36,25 @@ class CorrelationConfig:
     ``workers``: concurrent per-pair tasks (0: one per CPU of the cluster). ``threads``: FFT threads
     in each task (each task reserves that many CPUs). ``strict``: stop on any bad dataset file
     instead of leaving it out with its reason. ``resume``: reuse per-image results already in
-    ``out`` for the same radius, statistic and unchanged files.
+    ``out`` for the same radius, statistic and unchanged files. ``statistic``: ``rgb_pearson`` (the
+    paper's) or ``pearson`` of ``noisy - clean`` over the sources' pairs; ``residual``, the noise
+    estimated from the training source's noisy images alone (no clean twin needed;
+    :mod:`orchestrator.correlation.residual`). ``mask_threshold``: the coefficient above which an
+    offset joins the derived blind region (None: 0.02 for ``rgb_pearson``, which gives LG-BPN's
+    diamond on the real SIDD map; 0.2 for the ordinary Pearson coefficients, :mod:`models.masks`).
     """
 
     data: DataConfig = DataConfig()
     out: str = "correlation_out"
     radius: int = 10
-    statistic: Literal["rgb_pearson", "pearson"] = "rgb_pearson"
+    statistic: Literal["rgb_pearson", "pearson", "residual"] = "rgb_pearson"
     workers: int = 0
     threads: int = 1
     max_pairs: int = 0
     strict: bool = False
     resume: bool = True
     figures: CorrelationFigures = CorrelationFigures()
-    mask_threshold: float = 0.02
+    mask_threshold: float | None = None
     ray: RayConfig = RayConfig()
     tracking: TrackingConfig = TrackingConfig()
 
@@ -57,6 +62,15 @@ class CorrelationConfig:
         for name, low in (("radius", 1), ("workers", 0), ("threads", 1), ("max_pairs", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(name, f"must be >= {low}, got {getattr(self, name)}")
+
+    @property
+    def threshold(self) -> float:
+        """``mask_threshold``, or the statistic's default."""
+        from models.masks import DEFAULT_THRESHOLD, PEARSON_THRESHOLD
+
+        if self.mask_threshold is not None:
+            return self.mask_threshold
+        return DEFAULT_THRESHOLD if self.statistic == "rgb_pearson" else PEARSON_THRESHOLD
 
 
 @dataclass(frozen=True)
