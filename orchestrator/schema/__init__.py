@@ -24,7 +24,9 @@ from orchestrator.schema.jobs import (
 from orchestrator.schema.stage import NOISY, MaskConfig, ModelSpec, OptimConfig, StageConfig, TrainConfig
 from orchestrator.schema.study import (
     AshaConfig,
+    ClassicalOptions,
     EvalConfig,
+    PriorConfig,
     RayConfig,
     StudyConfig,
     SweepConfig,
@@ -48,7 +50,9 @@ __all__ = [
     "OptimConfig",
     "TrainConfig",
     "StageConfig",
+    "ClassicalOptions",
     "EvalConfig",
+    "PriorConfig",
     "StudyConfig",
     "AshaConfig",
     "SweepConfig",

@@ -56,6 +56,36 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class ClassicalOptions:
+    """Settings of the classical reference rows (``orchestrator/study/references.py``); their
+    scores are cached by them.
+
+    ``sigma``: how the noise level is estimated from each noisy image alone: ``pd``, the wavelet
+    estimate averaged over the pixel-shuffle sub-images of stride ``sigma_stride`` (spatially
+    correlated real noise, the default), or ``wavelet`` on the image itself (white noise).
+    ``nlm_h``: non-local means' strength as a multiple of sigma. ``bm3d_step``, ``bm3d_window``:
+    BM3D's reference-block step and block-matching search window, both stages (the bm3d package's
+    own: 3 and 39; larger steps and smaller windows are faster, ``docs/BENCHMARKS.md``).
+    """
+
+    sigma: Literal["pd", "wavelet"] = "pd"
+    sigma_stride: int = 4
+    nlm_h: float = 0.8
+    bm3d_step: int = 3
+    bm3d_window: int = 39
+
+    def __post_init__(self) -> None:
+        if self.sigma_stride < 1:
+            raise ValueError(f"sigma_stride must be >= 1, got {self.sigma_stride}")
+        if self.nlm_h <= 0:
+            raise ValueError(f"nlm_h must be positive, got {self.nlm_h}")
+        if self.bm3d_step < 1:
+            raise ValueError(f"bm3d_step must be >= 1, got {self.bm3d_step}")
+        if self.bm3d_window < 8:
+            raise ValueError(f"bm3d_window must be >= 8 (BM3D's block side), got {self.bm3d_window}")
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """How a study scores its models (``docs/METRICS.md``).
 
@@ -65,7 +95,8 @@ class EvalConfig:
     steps and keep the best checkpoint by PSNR, which is reported on the reported subset beside the
     last one. 0: no selection; the last checkpoint is scored on every block.
     ``blocks`` > 0: only the first ``blocks`` reported blocks (named ``val<n>_*``); 0: all.
-    ``references``: classical rows scored beside the models (``noisy input``, ``nlm``, ``bm3d``).
+    ``references``: classical rows scored beside the models (``noisy input``, ``nlm``, ``bm3d``);
+    ``classical``: the settings of ``nlm`` and ``bm3d`` (:class:`ClassicalOptions`).
     ``resamples``: of the bootstrap intervals (95 %, seeded). ``samples``: blocks shown per model
     (the most textured). ``batch``: blocks per evaluation batch. ``cost_blocks``: 256x256 blocks
     timed per row for ``ms_per_block`` (median, after a warm-up; 0: not timed).
@@ -76,6 +107,7 @@ class EvalConfig:
     batch: int = 8
     select: int = 0
     references: tuple[Literal["noisy input", "nlm", "bm3d"], ...] = ("noisy input", "nlm", "bm3d")
+    classical: ClassicalOptions = ClassicalOptions()
     resamples: int = 2000
     cost_blocks: int = 3
 
@@ -86,6 +118,32 @@ class EvalConfig:
             raise ValueError(f"resamples must be >= 100, got {self.resamples}")
         if self.cost_blocks < 0:
             raise ValueError(f"cost_blocks must be >= 0, got {self.cost_blocks}")
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """What every blind network of a study hides, from its training images' own noise
+    (``docs/CORRELATION.md``, "Noisy images alone"; ``orchestrator/study/prior.py``).
+
+    ``measure``: before planning, run the correlation job's ``residual`` statistic on the training
+    source (no clean image needed; ``OUT/prior/``) and hide the offsets connected to the centre
+    whose coefficient exceeds ``threshold``, within ``max_radius`` of it. ``hidden``: those offsets
+    (dy, dx), set by the measurement or by hand (empty, and ``measure`` off: each network keeps its
+    own, the published ones). Each blind network takes the region its own way
+    (``models.registry.fit_region``): LG-BPN's masks hide it exactly, SSID's BNN hides the smallest
+    square holding it, AP-BSN shuffles pixels with a stride one more than its radius. The region
+    fills the networks' arguments that the ablation and ``overrides`` leave unset, before
+    ``models.<name>``; it enters every stage key through them.
+    """
+
+    measure: bool = False
+    threshold: float = 0.2
+    max_radius: int = 4
+    hidden: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_radius <= 10:
+            raise ValueError(f"max_radius must be in [1, 10], got {self.max_radius}")
 
 
 def _paper_train() -> dict[str, TrainConfig]:
@@ -113,7 +171,8 @@ class StudyConfig:
     model name (``--distill [MODEL]``, default ``ssid_unet``); every chosen ablation ``X`` gets a row
     ``X+D``: its stages, then a ``distill`` stage training that model with L1 to X's final
     inference output (R3 included), under ``train.distill``; empty: none. ``distill_kwargs``: the
-    student's arguments, over ``models.<MODEL>``.
+    student's arguments, over ``models.<MODEL>``. ``prior``: the blind region of every blind
+    network, measured on the training images (:class:`PriorConfig`).
     ``name``: the study's name (MLflow experiment). ``trial``: resources and retries of each stage's
     Tune trial. ``ray``: where Ray runs. ``tracking``: MLflow (``experiment`` empty: the name).
     """
@@ -132,6 +191,7 @@ class StudyConfig:
     seeds: int = 1
     distill: str = ""
     distill_kwargs: dict[str, Any] = field(default_factory=dict)
+    prior: PriorConfig = PriorConfig()
     name: str = ""
     trial: TrialConfig = TrialConfig()
     ray: RayConfig = RayConfig()

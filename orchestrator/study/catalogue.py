@@ -9,7 +9,8 @@ How a stage is resolved, later steps winning, each value set by :func:`orchestra
 1. the family's stages (:data:`FAMILIES`), the profile's ``train.<family>`` in each;
 2. the entry's overrides (the ablation itself);
 3. the profile's ``overrides.<entry>`` (nested, e.g. a smaller BNN for L-1 under ``smoke``);
-4. the profile's ``models.<model name>`` as defaults of the model's keyword arguments.
+4. the study's measured blind region (``prior``) in every blind network's unset arguments;
+5. the profile's ``models.<model name>`` as defaults of the model's keyword arguments.
 Every resolved stage is type-checked, its model arguments and loss checked, and the stage graph
 checked (targets are ``noisy`` or earlier stages), before anything trains. An error names the key
 the user wrote (``overrides.L-2.bsn.model.kwargs.widht``, ``models.ssid_bnn.depth``,
@@ -25,7 +26,8 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from models.losses import list_losses, loss_arguments
-from models.registry import is_model, list_models, model_arguments
+from models.masks import from_offsets
+from models.registry import fit_region, is_model, list_models, model_arguments
 from orchestrator.config import ConfigError, build, flatten, set_value
 from orchestrator.schema import NOISY, ModelSpec, StageConfig, StudyConfig
 
@@ -257,14 +259,15 @@ class _Stages:
         self.stages[stage] = set_value(self.stages[stage], path, value, prefix=prefix)
         self.origins[stage].append((path, f"{prefix}.{path}"))
 
-    def model_defaults(self, stage: str, models: Mapping[str, Mapping[str, Any]]) -> None:
-        """Fill the stage's model arguments it does not set from ``models.<its model>``."""
+    def model_defaults(self, stage: str, values: Mapping[str, Any], *, prefix: str) -> None:
+        """Fill the stage's model arguments it does not set from ``values`` (``models.<its
+        model>``, or the prior's fitted arguments); ``prefix``: the key the user wrote."""
         cfg = self.stages[stage]
-        model, kwargs = cfg.model.name, cfg.model.kwargs
-        for path, value in flatten(models.get(model, {})).items():
+        kwargs = cfg.model.kwargs
+        for path, value in flatten(values).items():
             if not _has(cfg.model.kwargs, path):  # a default: what the stage sets wins
-                kwargs = set_value(kwargs, path, value, prefix=f"models.{model}", tp=dict[str, Any])
-                self.origins[stage].append((f"model.kwargs.{path}", f"models.{model}.{path}"))
+                kwargs = set_value(kwargs, path, value, prefix=prefix, tp=dict[str, Any])
+                self.origins[stage].append((f"model.kwargs.{path}", f"{prefix}.{path}"))
         self.stages[stage] = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, kwargs=kwargs))
 
     def blame(self, exc: ConfigError, stage: str) -> ConfigError:
@@ -307,8 +310,11 @@ def resolve(study: StudyConfig, name: str) -> Resolved:
             )
         for path, value in flatten(values).items():
             st.set(stage, path, value, prefix=f"overrides.{name}.{stage}")
-    for stage in st.stages:
-        st.model_defaults(stage, study.models)
+    region = from_offsets(study.prior.hidden) if study.prior.hidden else None
+    for stage, cfg in st.stages.items():
+        if region is not None and cfg.model.mask is None and is_model(cfg.model.name):
+            st.model_defaults(stage, fit_region(cfg.model.name, region), prefix="prior.hidden")
+        st.model_defaults(stage, study.models.get(cfg.model.name, {}), prefix=f"models.{cfg.model.name}")
     return Resolved(entry, _checked(st))
 
 

@@ -3,10 +3,13 @@ final stage, per seed) and every reference method, on every evaluation source, i
 pass through the one evaluation path, cached.
 
 Scores are per block (PSNR, SSIM, SSIM-uniform7), so the report can average them, bootstrap them
-over images and compare two methods block by block. They are cached under
-``OUT/evaluations/<source>-<source key>/<name>-<blocks>.npz``: a model by its stage key and checkpoint, a
-reference by its name. A rerun scores nothing; an evaluation source added later scores only
-itself; a stage's key does not depend on the evaluation sources, so nothing retrains.
+over images and compare two methods block by block. A model's are cached under
+``OUT/evaluations/<source>-<source key>/<name>-<blocks>.npz`` by its stage key and checkpoint; a
+reference method's, which depend on nothing of the study, under
+``<data.cache_dir>/references/<source>-<source key>/`` by the method and its settings, so that
+every later job on that source reuses them. A rerun scores nothing; an evaluation source added
+later scores only itself; a stage's key does not depend on the evaluation sources, so nothing
+retrains.
 
 All the scoring left to do runs as one Ray Data dataset of (job, block) rows on an actor pool (one
 actor per GPU of the cluster, or per CPU locally): each actor holds the sources once and loads a
@@ -100,12 +103,12 @@ def textured_blocks(source: EvalSet, count: int, index: np.ndarray | None = None
 
 
 def load_model(spec: str) -> nn.Module:
-    """The network a job names: ``ref:<method>`` (:mod:`orchestrator.study.references`), or a file
-    (a stage's ``model.pt`` or a selected checkpoint written like one)."""
+    """The network a job names: ``ref:<method>[:<settings>]`` (:mod:`orchestrator.study.references`),
+    or a file (a stage's ``model.pt`` or a selected checkpoint written like one)."""
     if spec.startswith("ref:"):
         from orchestrator.study.references import reference
 
-        return reference(spec[len("ref:") :])
+        return reference(spec)
     from orchestrator.tools.load import load_denoiser
 
     return load_denoiser(spec).model
@@ -163,8 +166,9 @@ class StudyEvaluation:
     """The final scores of a study, computed on a Ray Data actor pool when not cached.
 
     Args:
-        out: the study's output folder (the cache is ``out/evaluations``).
+        out: the study's output folder (the models' cache is ``out/evaluations``).
         sources: the evaluation sources.
+        references: the cache of the reference methods' scores (``<data.cache_dir>/references``).
         batch, workers, gpus_per_worker: the pool (one actor per worker).
         progress: print what is scored.
     """
@@ -174,19 +178,21 @@ class StudyEvaluation:
         out: Path,
         sources: list[EvalSet],
         *,
+        references: Path,
         batch: int,
         workers: int,
         gpus_per_worker: float,
         progress: bool = True,
     ):
-        self.out, self.progress = out / "evaluations", progress
+        self.out, self.references, self.progress = out / "evaluations", references, progress
         self.sources = {s.name: s for s in sources}
         self.batch, self.workers, self.gpus = batch, workers, gpus_per_worker
 
     def _path(self, job: Job) -> Path:
         source = self.sources[job.source]
         blocks = hashlib.sha256(np.asarray(job.index, dtype=np.int64).tobytes()).hexdigest()[:8]
-        return self.out / f"{source.name}-{source.key[:12]}" / f"{job.name}-{blocks}.npz"
+        root = self.references if job.model.startswith("ref:") else self.out
+        return root / f"{source.name}-{source.key[:12]}" / f"{job.name}-{blocks}.npz"
 
     def _cached(self, job: Job) -> Scores | None:
         path = self._path(job)

@@ -145,6 +145,9 @@ _ROW_METRICS = (
     "delta_psnr_vs_original",
     "delta_ci_low",
     "delta_ci_high",
+    "delta_vs_best_reference",
+    "delta_ref_ci_low",
+    "delta_ref_ci_high",
     "eval_s",
 )
 

@@ -40,6 +40,10 @@ COLUMNS = (
     "delta_ci_low",
     "delta_ci_high",
     "delta_significant",
+    "best_reference",
+    "delta_vs_best_reference",
+    "delta_ref_ci_low",
+    "delta_ref_ci_high",
     "flag",
     "eval_s",
     "params",
@@ -78,19 +82,31 @@ def _count(n: int | None) -> str:
     return f"{n / 1e3:.1f}k" if n >= 10_000 else str(n)
 
 
-def _delta(r: dict) -> str:
-    d = r.get("delta_psnr_vs_original")
+def _paired(d: float | None, low: float | None, high: float | None) -> str:
+    """A paired difference with its interval, ``*`` when that interval excludes 0."""
     if d is None:
         return "-"
-    mark = " *" if r.get("delta_significant") else ""
-    if r.get("delta_ci_low") is None:
+    if low is None:
         return f"{d:+.3f} [no interval: one image]"
-    return f"{d:+.3f} [{r['delta_ci_low']:+.3f}, {r['delta_ci_high']:+.3f}]{mark}"
+    mark = " *" if low > 0 or high < 0 else ""
+    return f"{d:+.3f} [{low:+.3f}, {high:+.3f}]{mark}"
+
+
+def _delta(r: dict) -> str:
+    return _paired(r.get("delta_psnr_vs_original"), r.get("delta_ci_low"), r.get("delta_ci_high"))
+
+
+def _delta_reference(r: dict) -> str:
+    d = r.get("delta_vs_best_reference")
+    if d is None:
+        return "-"
+    return f"{r['best_reference']}: " + _paired(d, r.get("delta_ref_ci_low"), r.get("delta_ref_ci_high"))
 
 
 LEGEND = (
     "PSNR and SSIM: mean over the reported blocks (and over seeds: ± their std), [95% bootstrap "
     "interval over images and seeds]. ΔPSNR: paired with the family's original over the same blocks; "
+    "ΔPSNR vs best reference: paired with the reference row of highest PSNR on that source (named); "
     "* the interval excludes 0. flag: below a reference row. ms/block: median inference time of one "
     "256x256 block on the driver's CPU, test-time procedure included. See docs/METRICS.md."
 )
@@ -106,6 +122,7 @@ def to_markdown(table: list[dict], best: str = "") -> str:
         "SSIM [95% CI]",
         "SSIM-uniform7",
         "ΔPSNR vs original [95% CI]",
+        "ΔPSNR vs best reference [95% CI]",
         "flag",
         "blocks",
     )
@@ -124,6 +141,7 @@ def to_markdown(table: list[dict], best: str = "") -> str:
             r = rows.get(s, {})
             blocks = r.get("blocks")
             cells += [_ci(r, "psnr", 3), _ci(r, "ssim", 4), _fmt(r.get("ssim_uniform7"), 4), _delta(r)]
+            cells.append(_delta_reference(r))
             cells += [r.get("flag") or "-", "-" if blocks is None else str(blocks)]
         kind = f" ({first['published_ssim_kind']})" if first.get("published_ssim_kind") else ""
         cells += [_count(first.get("params")), _fmt(first.get("ms_per_block"), 0)]

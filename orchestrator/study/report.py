@@ -5,7 +5,10 @@ One row per ablation (over its seeds) and evaluation source (``eval_source``), a
 method (family ``reference``: the noisy input, non-local means, BM3D) and source, first. Every mean
 has a 95 % bootstrap interval over images (and seeds); each ablation is compared block by block with
 its family's original (``delta_psnr_vs_original`` and its interval; ``delta_significant`` when the
-interval excludes 0); ``flag`` says when a row is below the noisy input or below non-local means.
+interval excludes 0) and, every row, with the best reference row of its source
+(``delta_vs_best_reference``, ``delta_ref_ci_low``, ``delta_ref_ci_high``: the classical method, or
+the noisy input, with the highest mean PSNR there, named in ``best_reference``); ``flag`` says when a
+row is below the noisy input, or else below a classical reference (the best one it is below).
 With ``eval.select`` the row reports the checkpoint selected on the selection subset, on the
 reported subset, at ``step``; ``last_psnr`` and ``last_ssim`` are the last checkpoint's. Measured
 SSIM is given under both conventions (``ssim``: Gaussian window; ``ssim_uniform7``: scikit-image's
@@ -18,7 +21,8 @@ import numpy as np
 
 from orchestrator.study.catalogue import catalogue
 
-BELOW_NOISY, BELOW_NLM = "below noisy input", "below nlm"
+NOISY = "noisy input"
+BELOW_NOISY = f"below {NOISY}"
 
 
 def _status(chain) -> str:
@@ -78,11 +82,12 @@ def _ends(i) -> tuple[float | None, float | None]:
 def _reference_rows(study, scores) -> list[dict]:
     out = []
     descriptions = {
-        "noisy input": "the noisy blocks as they are",
-        "nlm": "non-local means (scikit-image), sigma estimated blind",
-        "bm3d": "BM3D (bm3d package), sigma estimated blind",
+        NOISY: "the noisy blocks as they are",
+        "nlm": "non-local means (scikit-image), sigma estimated per image from the noisy image",
+        "bm3d": "BM3D (bm3d package), sigma estimated per image from the noisy image",
     }
     for source in study.data.evals:
+        best = best_reference(study, scores, source)
         for method in study.base.eval.references:
             sc = scores.get(("reference", method, source.name, "last"))
             if sc is None:
@@ -90,41 +95,68 @@ def _reference_rows(study, scores) -> list[dict]:
             image = source.image[sc.block]
             psnr = _interval(sc.values["psnr"][None], image, study.base.eval.resamples)
             ssim = _interval(sc.values["ssim"][None], image, study.base.eval.resamples)
-            out.append(
-                {
-                    "ablation": method,
-                    "family": "reference",
-                    "stage": "-",
-                    "status": "finished",
-                    "psnr": psnr.mean,
-                    "ssim": ssim.mean,
-                    "ssim_uniform7": sc.mean("ssim_uniform7"),
-                    "blocks": len(sc.block),
-                    "train_s": 0.0,
-                    "eval_s": round(sc.seconds, 1),
-                    "description": descriptions.get(method, method),
-                    "eval_source": source.name,
-                    "psnr_ci_low": _ends(psnr)[0],
-                    "psnr_ci_high": _ends(psnr)[1],
-                    "psnr_std": 0.0,
-                    "ssim_ci_low": _ends(ssim)[0],
-                    "ssim_ci_high": _ends(ssim)[1],
-                    "seeds": 1,
-                    "reused": "",
-                    "flag": "",
-                }
-            )
+            row = {
+                "ablation": method,
+                "family": "reference",
+                "stage": "-",
+                "status": "finished",
+                "psnr": psnr.mean,
+                "ssim": ssim.mean,
+                "ssim_uniform7": sc.mean("ssim_uniform7"),
+                "blocks": len(sc.block),
+                "train_s": 0.0,
+                "eval_s": round(sc.seconds, 1),
+                "description": descriptions.get(method, method),
+                "eval_source": source.name,
+                "psnr_ci_low": _ends(psnr)[0],
+                "psnr_ci_high": _ends(psnr)[1],
+                "psnr_std": 0.0,
+                "ssim_ci_low": _ends(ssim)[0],
+                "ssim_ci_high": _ends(ssim)[1],
+                "seeds": 1,
+                "reused": "",
+                "flag": "",
+            }
+            if best is not None and best[0] != method:
+                row |= versus_best(sc.values["psnr"][None], sc.block, best, image, study.base.eval.resamples)
+            out.append(row)
     return out
 
 
+def best_reference(study, scores, source) -> tuple[str, object] | None:
+    """The reference row of ``source`` with the highest mean PSNR (the noisy input when no
+    classical method improves on it): its name and its Scores; None without reference rows."""
+    found = [(m, scores.get(("reference", m, source.name, "last"))) for m in study.base.eval.references]
+    found = [(m, sc) for m, sc in found if sc is not None]
+    return max(found, key=lambda f: f[1].mean("psnr")) if found else None
+
+
+def versus_best(values: np.ndarray, block: np.ndarray, best, image: np.ndarray, resamples: int) -> dict:
+    """A row's paired PSNR difference from the best reference row (``best``: its name and Scores)
+    over the same blocks, with its interval; nothing when the blocks differ."""
+    from orchestrator.train.uncertainty import paired
+
+    name, sc = best
+    if not np.array_equal(sc.block, block):
+        return {}
+    d = paired(values, sc.values["psnr"][None], image, resamples=resamples)
+    return {
+        "best_reference": name,
+        "delta_vs_best_reference": d.mean,
+        "delta_ref_ci_low": _ends(d)[0],
+        "delta_ref_ci_high": _ends(d)[1],
+    }
+
+
 def _flag(psnr: float | None, references: dict[str, float]) -> str:
+    """``below noisy input`` when ``psnr`` is below that row; else ``below <method>`` for the best
+    classical reference row above it; else nothing."""
     if psnr is None:
         return ""
-    if "noisy input" in references and psnr < references["noisy input"]:
+    if NOISY in references and psnr < references[NOISY]:
         return BELOW_NOISY
-    if "nlm" in references and psnr < references["nlm"]:
-        return BELOW_NLM
-    return ""
+    above = {m: v for m, v in references.items() if m != NOISY and psnr < v}
+    return f"below {max(above, key=above.get)}" if above else ""
 
 
 def _steps(study, row_planned, kind: str) -> str:
@@ -210,9 +242,11 @@ def _scored(study, scores, name: str, rows: dict, source, kind: str, refs: dict)
         theirs = _values(scores, original, [p.seed for p in rows[original]], source.name, kind, "psnr")
     same_blocks = theirs is not None and np.array_equal(theirs[1], block)
     image = source.image[block]
-    row = row_numbers(
-        psnr_v, pick(kind, "ssim"), image, study.base.eval.resamples, theirs[0] if same_blocks else None
-    )
+    resamples = study.base.eval.resamples
+    row = row_numbers(psnr_v, pick(kind, "ssim"), image, resamples, theirs[0] if same_blocks else None)
+    best = best_reference(study, scores, source)
+    if best is not None:
+        row |= versus_best(psnr_v, block, best, image, resamples)
     return row | {
         "ssim_uniform7": float(pick(kind, "ssim_uniform7").mean()),
         "blocks": len(block),

@@ -17,6 +17,7 @@ The main job's data flow (``docs/ORCHESTRATION.md``):
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,10 +30,11 @@ from orchestrator.config import to_yaml
 from orchestrator.data.sources import index_data
 from orchestrator.errors import JOB_ERRORS, exit_status, fail
 from orchestrator.schema import StudyConfig
-from orchestrator.study import cost, grid, records, render, report
+from orchestrator.study import cost, grid, prior, records, render, report
 from orchestrator.study.catalogue import Resolved
 from orchestrator.study.evaluate import Job, StudyEvaluation, selection_key
 from orchestrator.study.plan import PlannedAblation, plan, selected_stage, with_seed
+from orchestrator.study.references import reference_spec, spec_tag
 from orchestrator.study.trials import TrainJob
 from orchestrator.train.loop import Selection
 from orchestrator.train.store import Stage, StageResult, best_file, best_header
@@ -148,9 +150,21 @@ class _Study:
         self.out = Path(self.base.out).expanduser().resolve()
         self.data = index_data(self.base.data)  # every bad file, before anything else runs
         self.say(self.data.summary())
+        self.variants = variants
+        self._plan()  # every config error before Ray starts (a measured prior plans again)
+        first = self.data.evals[0] if self.data.evals else None
+        self.selection = None
+        if first is not None and self.base.eval.select:
+            index, _ = first.split(self.base.eval.select)
+            self.selection = Selection(
+                tuple(int(i) for i in index), selection_key(first, self.base.eval.select)
+            )
+
+    def _plan(self) -> None:
+        """Every variant, seed and ablation planned into stages with content keys."""
         store = self.out / "stages"
         self.planned: list[Planned] = []
-        for v in variants:
+        for v in self.variants:
             n = v.study.seeds
             for k in range(n):
                 study = with_seed(v.study, k)
@@ -161,23 +175,33 @@ class _Study:
                 ):
                     self.planned.append(Planned(v, pa, k, n))
         self.stages = _unique_stages(self.planned)
-        first = self.data.evals[0] if self.data.evals else None
-        self.selection = None
-        if first is not None and self.base.eval.select:
-            index, _ = first.split(self.base.eval.select)
-            self.selection = Selection(
-                tuple(int(i) for i in index), selection_key(first, self.base.eval.select)
-            )
+
+    def measure_prior(self) -> None:
+        """With ``prior.measure``: the blind region from the training images' noise
+        (:mod:`orchestrator.study.prior`), set in every variant, then the plan again."""
+        if not self.base.prior.measure or self.data.train is None:
+            return
+        self.say("[prior] measuring the training images' noise correlation (residual statistic)")
+        blind = prior.measure(self.base, self.out)
+        self.say(f"[prior] blind region: {prior.describe(blind)}")
+        self.variants = [
+            dataclasses.replace(v, study=prior.with_region(v.study, blind), resolved=None)
+            for v in self.variants
+        ]
+        self.base = self.variants[0].study
+        self._plan()
 
     def say(self, text: str) -> None:
         if self.progress:
             print(text, flush=True)
 
     def run(self, search: SearchOptions) -> StudyOutcome:
-        out, base = self.out, self.base
+        out = self.out
         out.mkdir(parents=True, exist_ok=True)
-        (out / "study.yaml").write_text(to_yaml(base))
-        with connect(base.ray, quiet=True) as resources:
+        with connect(self.base.ray, quiet=True) as resources:
+            self.measure_prior()
+            base = self.base
+            (out / "study.yaml").write_text(to_yaml(base))
             tracker, exp_id = records.open_tracker(base)
             self.exp_id = exp_id
             self.train(resources, tracker, exp_id, search)
@@ -246,19 +270,19 @@ class _Study:
         evaluation = StudyEvaluation(
             self.out,
             self.data.evals,
+            references=Path(self.base.data.cache_dir).expanduser().resolve() / "references",
             batch=self.base.eval.batch,
             workers=max(1, workers),
             gpus_per_worker=gpus,
             progress=self.progress,
         )
         jobs: dict[tuple, Job] = {}
+        specs = self.reference_specs()
         for source in self.data.evals:
             index = tuple(int(i) for i in self.reported(source))
-            for method in self.base.eval.references:
-                name = "ref-" + method.replace(" ", "_")
-                jobs[("reference", method, source.name, "last")] = Job(
-                    name, f"ref:{method}", source.name, index
-                )
+            for method, spec in specs.items():
+                job = Job(spec_tag(spec), spec, source.name, index)
+                jobs[("reference", method, source.name, "last")] = job
             for p in self.planned:
                 final = self.stages[p.final.key]
                 if final.result is None:
@@ -282,7 +306,7 @@ class _Study:
     def costs(self) -> dict[str, dict]:
         """``params`` and ``ms_per_block`` of every row's denoiser (:mod:`orchestrator.study.cost`):
         the model its row reports (first seed), and each reference method."""
-        specs = {m: f"ref:{m}" for m in self.base.eval.references}
+        specs = self.reference_specs()
         for p in self.planned:
             final = self.stages[p.final.key]
             if p.seed == 0 and final.result is not None:
@@ -293,6 +317,11 @@ class _Study:
             out=self.out / "evaluations" / "cost.json",
             progress=self.say,
         )
+
+    def reference_specs(self) -> dict[str, str]:
+        """Each reference method of the study and the spec that names it with its settings."""
+        e = self.base.eval
+        return {m: reference_spec(m, e.classical) for m in e.references}
 
     def best_file(self, stage: Stage) -> Path | None:
         """``stage``'s selected checkpoint on this study's selection subset, if it has one."""

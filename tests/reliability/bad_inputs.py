@@ -225,7 +225,7 @@ def _own(kind: str, build: Callable[[Path], Path], *extra: str, job: str = "abla
             _image(tmp / "train", "good.png", np.full((40, 40, 3), 128, np.uint8))
             base += ["--train-data", f"folder:{tmp / 'train'}"]
         if job == "correlation":
-            return [*base, "--no-tracking"]
+            return [*base, "--no-tracking", *extra]
         return [*base, "--tracking-uri", f"sqlite:///{tmp}/m.db", *extra]
 
     return argv
@@ -333,6 +333,12 @@ CASES: list[Case] = [
         "a source without clean images",
         _own("train", _empty_folder, job="correlation"),
     ),
+    Case(
+        "correlation",
+        "your own data",
+        "`--statistic residual` on a folder without images",
+        _own("train", _empty_folder, "--statistic", "residual", job="correlation"),
+    ),
     # -- configs
     Case("ablations", "configs", "`--set` of an unknown key", _study("--set", "train.ssid.stesp=10")),
     Case(
@@ -342,6 +348,19 @@ CASES: list[Case] = [
         _study("--set", "train.ssid.steps=ten"),
     ),
     Case("ablations", "configs", "`--set` without `=`", _study("--set", "train.ssid.steps")),
+    Case("ablations", "configs", "a prior's radius out of range", _study("--set", "prior.max_radius=0")),
+    Case(
+        "ablations",
+        "configs",
+        "a prior's hidden offset that is not (dy, dx)",
+        _study("--set", "prior.hidden=[[0, 1, 2]]"),
+    ),
+    Case(
+        "ablations",
+        "configs",
+        "a reference's noise estimator stride of 0",
+        _study("--set", "eval.classical.sigma_stride=0"),
+    ),
     Case(
         "ablations",
         "configs",
