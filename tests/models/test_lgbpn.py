@@ -174,3 +174,18 @@ def test_channel_attention_and_layer_norm_equal_their_direct_forms() -> None:
         norm.weight.uniform_(0.5, 2.0)
         fast = norm(x + 3.0)
     torch.testing.assert_close(fast, norm(x + 3.0))
+
+
+def test_kernel_shift_scales_every_test_time_ratio() -> None:
+    import pytest
+
+    from models import create_model
+    from models.lgbpn import GLOBAL_PD, LOCAL_PD
+
+    m = create_model("lgbpn", width=8, head_ch=4, modules=1, blocks=1, kernel_shift=0.5, skip=True)
+    local, glob = m.bsn.net.local.pd, m.bsn.net.global_.pd
+    assert (local.test_ratio, local.refine_ratio) == (LOCAL_PD.test_ratio / 2, LOCAL_PD.refine_ratio / 2)
+    assert (glob.test_ratio, glob.refine_ratio) == (GLOBAL_PD.test_ratio / 2, GLOBAL_PD.refine_ratio / 2)
+    assert local.train == LOCAL_PD.train and m.bsn.ratios == (local.test_ratio, local.refine_ratio)
+    with pytest.raises(ValueError, match="kernel_shift"):
+        create_model("lgbpn", width=8, head_ch=4, modules=1, blocks=1, kernel_shift=0.0)
