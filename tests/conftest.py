@@ -132,6 +132,8 @@ NO_RAY = (
     "tests/orchestrator/test_correlation_report.py",
     "tests/orchestrator/test_layering.py",
     "tests/orchestrator/test_metrics.py",
+    "tests/orchestrator/test_references.py",
+    "tests/orchestrator/test_residual.py",
     "tests/orchestrator/test_selection.py",
     "tests/orchestrator/test_stages.py",
     "tests/orchestrator/test_tracking.py",
@@ -148,6 +150,7 @@ NO_RAY = (
 # `ray start` head the job is pointed at), so it cannot attach to the main process's Ray, nor that
 # process's jobs to its (they run in the Ray the process already holds, or at address "local").
 OWN_RAY = (
+    "tests/jobs/test_real_noise.py",
     "tests/jobs/test_submit.py",
     "tests/orchestrator/test_node_loss.py",
     "tests/reliability/test_faults.py",

@@ -54,7 +54,9 @@ def test_smoke_ssid_trains_on_noisy_photos_and_is_scored_on_pairs(ray_local, tre
     assert "training data folder:" in printed and "evaluation source 'own'" in printed
     (row,) = _models(tmp_path / "runs" / "results.csv")
     assert row["eval_source"] == "own" and float(row["psnr"]) > 0 and row["blocks"] == "48"
-    assert not (tmp_path / "data").exists()  # no SIDD data was generated or read
+    # no SIDD data was generated or read: the cache holds the reference rows of 'own' alone
+    assert {p.name for p in (tmp_path / "data").iterdir()} == {"references"}
+    assert {p.name.split("-")[0] for p in (tmp_path / "data" / "references").iterdir()} == {"own"}
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("ablations-smoke").experiment_id])
     (parent,) = [r for r in runs if r.info.run_name == "ssid"]
