@@ -130,3 +130,12 @@ def test_device_check_without_a_gpu_prints_its_plan_and_succeeds(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert "no CUDA device here" in done.stdout and "bench/models.py --device cuda" in done.stdout
     assert not (tmp_path / "r").exists()
+
+
+def test_references_bench_runs(capsys: pytest.CaptureFixture) -> None:
+    from bench import references as bench_refs
+
+    polyu = Path(__file__).parent / "data" / "polyu"
+    assert bench_refs.main(["--pairs", str(polyu), "--every", "4", "--crop", "48"]) == 0
+    out = capsys.readouterr().out
+    assert "1 images of 48x48" in out and out.count("| nlm |") == 4 and out.count("| bm3d |") == 6
