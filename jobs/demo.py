@@ -19,6 +19,7 @@ test size instead; ``--profile desk`` the whole catalogue in about an hour (``--
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -32,9 +33,11 @@ from orchestrator.schema import CorrelationConfig, StudyConfig
 
 
 def correlation_config(study: StudyConfig) -> CorrelationConfig:
-    """The correlation job on the study's training data, beside its results, in its MLflow store."""
+    """The correlation job on the study's training data, beside its results, in its MLflow
+    store and experiment (the study's name when its tracking names none)."""
+    tracking = dataclasses.replace(study.tracking, experiment=study.tracking.experiment or study.study_name)
     return CorrelationConfig(
-        data=study.data, out=str(Path(study.out) / "correlation"), ray=study.ray, tracking=study.tracking
+        data=study.data, out=str(Path(study.out) / "correlation"), ray=study.ray, tracking=tracking
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from jobs import demo, make_synthetic
 from orchestrator.data.sidd import index_sidd
@@ -68,6 +69,12 @@ def test_demo_runs_the_correlation_map_and_the_main_job(ray_local, tmp_path: Pat
     assert f"comparison grid: {out / 'comparison_grid.png'}" in printed
     assert "ui --backend-store-uri sqlite:///" in printed and '"Model training"' in printed
     assert f"its figures: {out / 'correlation' / 'figures'}" in printed
+    # the map is logged in the study's own experiment, beside its ablations
+    assert "[correlation] logged to MLflow" in printed and "MLflow logging failed" not in printed
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    exp = client.get_experiment_by_name("ablations-tiny")
+    names = {r.info.run_name for r in client.search_runs([exp.experiment_id])}
+    assert "correlation-rgb_pearson-r10" in names and {"S-2", "apbsn"} <= names
 
 
 def test_demo_reports_config_and_dataset_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
