@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 .PHONY: install demo test test-fast lint clean help device-check
 
 help:
-	@echo "make demo   - set up .venv if needed, then the main job end to end (about 7 min on 2 cores)"
+	@echo "make demo   - set up .venv if needed, then the main job end to end (about 5 min on 2 cores)"
 	@echo "make test   - set up .venv if needed, then run the whole test suite"
 	@echo "make test-fast - the tests that need neither Ray nor minutes (the edit loop)"
 	@echo "make lint   - ruff"
