@@ -208,7 +208,8 @@ def collect(pairs: list[dict], cfg: CorrelationConfig, out: Path, resources_fn) 
     }
     todo = [w for w in wanted if w["key"] not in reused]
     print(
-        f"[correlation] {len(wanted)} pairs: {len(reused)} already in {out}, {len(todo)} to compute "
+        f"[correlation] {len(wanted)} {'images' if cfg.statistic == 'residual' else 'pairs'}: "
+        f"{len(reused)} already in {out}, {len(todo)} to compute "
         f"(statistic {cfg.statistic}, radius {cfg.radius})",
         flush=True,
     )

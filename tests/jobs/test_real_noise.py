@@ -50,7 +50,7 @@ def test_real_profile_trains_on_noisy_jpegs_alone_and_is_scored_on_their_pairs(t
     printed = capsys.readouterr().out
 
     # the prior: measured on the noisy photos, handed to each family its own way
-    assert "[prior] blind region:" in printed
+    assert "[correlation] 4 images: 0 already in" in printed and "[prior] blind region:" in printed
     blind, meta = masks.load(out / "prior" / "mask.npz")
     assert meta["statistic"] == "residual" and blind[blind.shape[0] // 2].sum() >= 3  # JPEG noise
     r = min(masks.chebyshev_radius(blind), 4)
