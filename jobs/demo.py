@@ -35,7 +35,7 @@ from orchestrator.schema import CorrelationConfig, StudyConfig
 def correlation_config(study: StudyConfig) -> CorrelationConfig:
     """The correlation job on the study's training data, beside its results, in its MLflow
     store and experiment (the study's name when its tracking names none)."""
-    tracking = dataclasses.replace(study.tracking, experiment=study.tracking.experiment or study.study_name)
+    tracking = dataclasses.replace(study.tracking, experiment=study.experiment)
     return CorrelationConfig(
         data=study.data, out=str(Path(study.out) / "correlation"), ray=study.ray, tracking=tracking
     )

@@ -381,12 +381,12 @@ def lgbpn(
     branch's kernel is (:class:`models.layers.skip.Skip`; the same parameters). ``kernel_shift``
     multiplies both branches' test and refinement kernel-shift ratios (1: SIDD's 0.72 / 0.46 local,
     0.80 / 0.43 global; smaller: closer pixels at inference, as AP-BSN's smaller stride there)."""
+    if not 0 < kernel_shift <= 1:
+        raise ValueError(f"kernel_shift must be in (0, 1], got {kernel_shift}")
     lkw = {"in_ch": head_ch, "width": width, "blind": blind, "modules": modules, **(local_kwargs or {})}
     gkw = {"in_ch": head_ch, "width": width, "blind": blind, "blocks": blocks, **(global_kwargs or {})}
     lb = create_model(local, **lkw) if local else None
     gb = create_model(global_, **gkw) if global_ else None
-    if not 0 < kernel_shift <= 1:
-        raise ValueError(f"kernel_shift must be in (0, 1], got {kernel_shift}")
     for branch in (lb, gb):
         if isinstance(branch, _Branch):
             branch.checkpoint = checkpoint

@@ -70,11 +70,7 @@ def _sums(row: dict, radius: int, statistic: str, threads: int) -> CorrelationSu
     from orchestrator.data.sources import TrainItem, read_item
 
     item = TrainItem(str(row["key"]), str(row["noisy_path"]), str(row["reader"]), (), arg=str(row["arg"]))
-    sums = [residual_sums(image, radius, workers=threads) for image in read_item(item)]
-    total = sums[0]
-    for s in sums[1:]:
-        total = total + s
-    return total
+    return CorrelationSums.pool([residual_sums(image, radius, workers=threads) for image in read_item(item)])
 
 
 def pair_task(row: dict, *, radius: int, statistic: str, threads: int = 1) -> dict:
@@ -272,9 +268,7 @@ def run_correlation(cfg: CorrelationConfig) -> dict:
         raise JobStateError(
             f"no pair gave a map ({status_counts}); the reasons are in {out / PER_IMAGE} (column 'reason')"
         )
-    pooled = ok[0]
-    for s in ok[1:]:
-        pooled = pooled + s
+    pooled = CorrelationSums.pool(ok)
     files = outputs.write_pooled(out, pooled)
     pooled_map = pooled.map()
     label = found.label if len(found.label) <= 40 else found.label[:37] + "..."

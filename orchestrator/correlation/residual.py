@@ -44,10 +44,9 @@ def residual_field(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return residual, flat
 
 
-def _cross(a: np.ndarray, b: np.ndarray, radius: int, shape: tuple[int, int], workers: int) -> np.ndarray:
-    """``out[..., R+k, R+l] = sum_p a(p) b(p+(k,l))`` over p with p and p+d inside (zero-padded FFTs)."""
-    fa = sfft.rfft2(a, shape, workers=workers)
-    fb = sfft.rfft2(b, shape, workers=workers)
+def _lags(fa: np.ndarray, fb: np.ndarray, radius: int, shape: tuple[int, int], workers: int) -> np.ndarray:
+    """``out[..., R+k, R+l] = sum_p a(p) b(p+(k,l))`` over p with p and p+d inside, from the
+    spectra of ``a`` and ``b`` zero-padded to ``shape``."""
     c = sfft.irfft2(np.conj(fa) * fb, shape, workers=workers)
     rows = np.r_[c.shape[-2] - radius : c.shape[-2], 0 : radius + 1]
     cols = np.r_[c.shape[-1] - radius : c.shape[-1], 0 : radius + 1]
@@ -65,10 +64,12 @@ def residual_sums(image: np.ndarray, radius: int = 10, *, workers: int = 1):
     residual, flat = residual_field(image)
     shape = fft_shape(*flat.shape, radius)
     x = residual * flat  # (3, H, W): zero off the flat pixels
-    m = np.broadcast_to(flat, x.shape)
-    n = _cross(m, m, radius, shape, workers)
-    sxy = _cross(x, x, radius, shape, workers)
-    sx, sy = _cross(x, m, radius, shape, workers), _cross(m, x, radius, shape, workers)
-    sxx, syy = _cross(x * x, m, radius, shape, workers), _cross(m, x * x, radius, shape, workers)
-    n = np.rint(n)  # pair counts are integers; the FFT leaves rounding noise
-    return CorrelationSums("residual", sxy, n, sx, sy, sxx, syy)
+    # each field transformed once; the flat mask is the same for the three channels
+    fx, fxx, fm = (sfft.rfft2(a, shape, workers=workers) for a in (x, x * x, flat))
+    n = np.broadcast_to(np.rint(_lags(fm, fm, radius, shape, workers)), x.shape[:1] + (2 * radius + 1,) * 2)
+    sxy = _lags(fx, fx, radius, shape, workers)
+    # the shifted side's sums are the first side's at -d: sum_p m(p) x(p+d) = sum_q x(q) m(q-d)
+    sx = _lags(fx, fm, radius, shape, workers)
+    sxx = _lags(fxx, fm, radius, shape, workers)
+    sy, syy = sx[..., ::-1, ::-1], sxx[..., ::-1, ::-1]
+    return CorrelationSums("residual", sxy, n.copy(), sx, sy.copy(), sxx, syy.copy())

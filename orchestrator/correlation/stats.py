@@ -24,6 +24,7 @@ suffice; its counts are exact integers: the overlap area corrected by the few de
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,6 +110,14 @@ class CorrelationSums:
             add(self.sxx, other.sxx),
             add(self.syy, other.syy),
         )
+
+    @staticmethod
+    def pool(sums: Sequence[CorrelationSums]) -> CorrelationSums:
+        """The sums of several images (at least one) pooled into one."""
+        total = sums[0]
+        for s in sums[1:]:
+            total = total + s
+        return total
 
     def map(self, *, per_channel: bool = False) -> np.ndarray:
         """The correlation map; NaN where no pair was counted.

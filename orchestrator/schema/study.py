@@ -206,6 +206,11 @@ class StudyConfig:
         """The MLflow experiment and Tune experiment prefix: ``name``, else ``ablations-<profile>``."""
         return self.name or f"ablations-{self.profile}"
 
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment the study's runs go to: ``tracking.experiment``, else its name."""
+        return self.tracking.experiment or self.study_name
+
 
 @dataclass(frozen=True)
 class AshaConfig:

@@ -30,7 +30,6 @@ def measure(study: StudyConfig, out: Path) -> np.ndarray:
     from orchestrator.correlation.job import run_correlation
 
     p = study.prior
-    experiment = study.tracking.experiment or study.study_name
     cfg = CorrelationConfig(
         data=study.data,
         out=str(out / FOLDER),
@@ -38,7 +37,7 @@ def measure(study: StudyConfig, out: Path) -> np.ndarray:
         statistic="residual",
         mask_threshold=p.threshold,
         ray=study.ray,
-        tracking=dataclasses.replace(study.tracking, experiment=experiment),
+        tracking=dataclasses.replace(study.tracking, experiment=study.experiment),
     )
     run_correlation(cfg)
     blind, _ = masks.load(out / FOLDER / "mask.npz")

@@ -36,7 +36,7 @@ def open_tracker(study: StudyConfig) -> tuple[Tracker | None, str]:
         return None, ""
     tracker = Tracker(study.tracking)
     try:
-        return tracker, tracker.experiment(study.tracking.experiment or study.study_name)
+        return tracker, tracker.experiment(study.experiment)
     except Exception as exc:
         raise TrackingError(f"cannot reach MLflow at {tracker.uri} ({type(exc).__name__}: {exc})") from None
 

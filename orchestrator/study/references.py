@@ -139,18 +139,28 @@ def _settings(method: str, options: ClassicalOptions) -> dict:
     return got
 
 
+def _known(method: str) -> str:
+    if method not in REFERENCES:
+        raise KeyError(f"unknown reference {method!r}; known: {list(REFERENCES)}")
+    return method
+
+
+def _parse(spec: str) -> tuple[str, str]:
+    """(method, settings as JSON or '') of a spec: ``nlm``, or ``ref:nlm:{...}``."""
+    method, _, settings = spec.removeprefix("ref:").partition(":")
+    return method, settings
+
+
 def reference_spec(method: str, options: ClassicalOptions) -> str:
     """``ref:<method>``, followed by ``:<settings as JSON>`` for a method that has settings: what
     :func:`reference` builds, and the name its scores are cached under."""
-    if method not in REFERENCES:
-        raise KeyError(f"unknown reference {method!r}; known: {list(REFERENCES)}")
-    settings = _settings(method, options)
+    settings = _settings(_known(method), options)
     return f"ref:{method}" + (f":{json.dumps(settings, sort_keys=True)}" if settings else "")
 
 
 def spec_tag(spec: str) -> str:
     """A short file-name tag of a reference spec: ``ref-bm3d-<hash of its settings>``."""
-    method, _, settings = spec.removeprefix("ref:").partition(":")
+    method, settings = _parse(spec)
     tag = "ref-" + method.replace(" ", "_")
     return tag + ("-" + hashlib.sha256(settings.encode()).hexdigest()[:8] if settings else "")
 
@@ -158,10 +168,8 @@ def spec_tag(spec: str) -> str:
 def reference(spec: str) -> nn.Module:
     """The reference method a spec names (``nlm``, or :func:`reference_spec`'s
     ``ref:nlm:{...}``), in eval mode."""
-    method, _, settings = spec.removeprefix("ref:").partition(":")
-    if method not in REFERENCES:
-        raise KeyError(f"unknown reference {method!r}; known: {list(REFERENCES)}")
-    cls = REFERENCES[method]
+    method, settings = _parse(spec)
+    cls = REFERENCES[_known(method)]
     if cls is NoisyInput:
         return cls().eval()
     options = ClassicalOptions(**json.loads(settings)) if settings else ClassicalOptions()

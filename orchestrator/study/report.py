@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from orchestrator.study.catalogue import catalogue
+from orchestrator.study.references import NOISY
 
-NOISY = "noisy input"
 BELOW_NOISY = f"below {NOISY}"
 
 
