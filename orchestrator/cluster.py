@@ -103,16 +103,46 @@ def trial_resources(cpu: float, gpu: float, custom: Mapping[str, float]) -> dict
     return {k: v for k, v in req.items() if v > 0}
 
 
-def check_resources(request: Mapping[str, float]) -> None:
-    """Fail unless some live node can hold one trial (Tune would otherwise wait forever)."""
+def worker_bundle(request: Mapping[str, float]) -> dict[str, float]:
+    """One Ray Train worker's resources: a trial's request, with at least 1 CPU (Train's default)."""
+    out = {k: float(v) for k, v in request.items() if v > 0}
+    out.setdefault("CPU", 1.0)
+    return out
+
+
+def _nodes() -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """Each live node's resources, and the same less Ray's ``node:`` labels (for messages)."""
     import ray
 
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    if any(all(n["Resources"].get(k, 0.0) >= v for k, v in request.items()) for n in nodes):
-        return
-    have = [{k: v for k, v in n["Resources"].items() if not k.startswith("node:")} for n in nodes]
-    raise ClusterError(
-        f"no node of the cluster can run a stage: each trial asks for {dict(request)}, and the nodes "
-        f"have {have}. Lower trial.cpu/trial.gpu (--set trial.gpu=0 to train on CPU), or add nodes "
-        "with those resources"
-    )
+    nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+    return nodes, [{k: v for k, v in n.items() if not k.startswith("node:")} for n in nodes]
+
+
+def _fits(node: Mapping[str, float], bundle: Mapping[str, float]) -> int:
+    """How many ``bundle`` a node holds."""
+    return int(min((node.get(k, 0.0) // v for k, v in bundle.items() if v > 0), default=1 << 30))
+
+
+def check_resources(request: Mapping[str, float], workers: Mapping[str, int] | None = None) -> None:
+    """Fail unless the cluster can hold one trial (Tune would otherwise wait forever) and, for
+    each stage in ``workers`` (label: ``trial.workers``) above 1, all its Ray Train workers at
+    once, each holding ``request`` (:func:`worker_bundle`), packed on any of the live nodes."""
+    nodes, have = _nodes()
+    many = {label: n for label, n in (workers or {}).items() if n > 1}
+    in_trial = len(many) < len(workers) if workers else True  # some stage trains in its trial
+    if in_trial and not any(_fits(n, request) for n in nodes):
+        raise ClusterError(
+            f"no node of the cluster can run a stage: each trial asks for {dict(request)}, and the "
+            f"nodes have {have}. Lower trial.cpu/trial.gpu (--set trial.gpu=0 to train on CPU), or "
+            "add nodes with those resources"
+        )
+    bundle = worker_bundle(request)
+    room = sum(_fits(n, bundle) for n in nodes)
+    short = {label: n for label, n in many.items() if n > room}
+    if short:
+        label, n = max(short.items(), key=lambda kv: kv[1])
+        raise ClusterError(
+            f"stage {label} asks for trial.workers={n} Ray Train workers of {bundle} each, and the "
+            f"cluster's nodes hold {room} such worker(s) at most ({have}). Lower trial.workers or "
+            "trial.cpu/trial.gpu, or add nodes with those resources"
+        )

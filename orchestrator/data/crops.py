@@ -43,6 +43,8 @@ class CropSampler:
             degrees instead).
         shapes: (height, width) of each image, when reading ``images[i]`` is costly (tiles read
             from shards on demand); taken from the images otherwise.
+        share: the indices of each global batch this sampler crops (a data-parallel worker's
+            share, :class:`orchestrator.train.ddp.Share`); all of them by default.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class CropSampler:
         seed: int,
         augment: Sequence[str] = ("hflip", "vflip", "transpose"),
         shapes: Sequence[tuple[int, int]] | None = None,
+        share: slice = slice(None),
     ):
         if not len(images):
             raise ValueError("no training images")
@@ -72,29 +75,33 @@ class CropSampler:
             raise ValueError(f"train.patch and train.batch must be >= 1, got {patch} and {batch}")
         self.images, self.shapes = images, shapes
         self.patch, self.batch_size, self.seed = patch, batch, seed
-        self.augment = tuple(augment)
+        self.augment, self.share = tuple(augment), share
 
     def batch(self, step: int) -> np.ndarray:
-        """The crops of ``step``: uint8 (batch, patch, patch, channels of the images)."""
+        """The crops of ``step``: uint8 (batch, patch, patch, channels of the images); with
+        ``share``, only those of the global batch's indices in it (the same draws are made)."""
         rng = np.random.default_rng((self.seed, step))
-        p = self.patch
-        out = np.empty((self.batch_size, p, p, self.images[0].shape[2]), np.uint8)
+        p, share = self.patch, range(self.batch_size)[self.share]
+        out = np.empty((len(share), p, p, self.images[0].shape[2]), np.uint8)
         for i in range(self.batch_size):
             k = int(rng.integers(len(self.images)))
             h, w = self.shapes[k]
             y = int(rng.integers(h - p + 1))
             x = int(rng.integers(w - p + 1))
+            turns = [int(rng.integers(4)) if t == "rot90" else rng.random() < 0.5 for t in self.augment]
+            if i not in share:
+                continue
             crop = self.images[k][y : y + p, x : x + p]
-            for t in self.augment:
+            for t, turn in zip(self.augment, turns, strict=True):
                 if t == "rot90":
-                    crop = np.rot90(crop, int(rng.integers(4)))
-                elif rng.random() < 0.5:
+                    crop = np.rot90(crop, turn)
+                elif turn:
                     crop = {
                         "hflip": crop[:, ::-1],
                         "vflip": crop[::-1],
                         "transpose": crop.transpose(1, 0, 2),
                     }[t]
-            out[i] = crop
+            out[i - share.start] = crop
         return out
 
 

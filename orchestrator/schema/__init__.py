@@ -21,7 +21,15 @@ from orchestrator.schema.jobs import (
     DenoiseConfig,
     EvaluateConfig,
 )
-from orchestrator.schema.stage import NOISY, MaskConfig, ModelSpec, OptimConfig, StageConfig, TrainConfig
+from orchestrator.schema.stage import (
+    NOISY,
+    MaskConfig,
+    ModelSpec,
+    OptimConfig,
+    StageConfig,
+    StageTrial,
+    TrainConfig,
+)
 from orchestrator.schema.study import (
     AshaConfig,
     ClassicalOptions,
@@ -50,6 +58,7 @@ __all__ = [
     "OptimConfig",
     "TrainConfig",
     "StageConfig",
+    "StageTrial",
     "ClassicalOptions",
     "EvalConfig",
     "PriorConfig",

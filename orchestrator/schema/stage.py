@@ -98,6 +98,17 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class StageTrial:
+    """How a stage's trial trains. ``workers``: data-parallel training processes (Ray Train
+    workers, DistributedDataParallel), each holding the study's ``trial.cpu`` and ``trial.gpu``
+    and training on ``train.batch / workers`` of each step's crops (``docs/ORCHESTRATION.md``).
+    Set for every stage with ``--set trial.workers=N``, for one with ``overrides``. It changes
+    where a stage computes, not what: it is not part of the stage key."""
+
+    workers: int = 1
+
+
+@dataclass(frozen=True)
 class StageConfig:
     """A stage: ``loss(model(x), *targets)`` where each target is ``noisy`` or an upstream stage."""
 
@@ -107,6 +118,7 @@ class StageConfig:
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     targets: tuple[str, ...] = (NOISY,)
     train: TrainConfig = TrainConfig()
+    trial: StageTrial = StageTrial()
 
     @property
     def upstream(self) -> tuple[str, ...]:

@@ -30,7 +30,9 @@ class TrialConfig:
     storage path, shared by every node on a cluster (empty: ``<out>/ray_results``).
     ``report_every``: steps between two results reported to Tune (and buffered for MLflow, which
     receives them at each checkpoint). ``tile_cache_mb``: tiles a trial keeps in memory.
-    ``max_concurrent``: trials at once (0: as many as the resources allow).
+    ``max_concurrent``: trials at once (0: as many as the resources allow). ``workers``: each
+    stage's data-parallel workers (:class:`~orchestrator.schema.stage.StageTrial`; a stage's own
+    ``trial.workers`` in ``overrides`` wins); above 1, ``cpu`` and ``gpu`` are per worker.
     """
 
     cpu: float = 1.0
@@ -41,6 +43,11 @@ class TrialConfig:
     report_every: int = 10
     tile_cache_mb: int = 1024
     max_concurrent: int = 0
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from models.losses import list_losses, loss_arguments
 from models.masks import from_offsets
-from models.registry import fit_region, is_model, list_models, model_arguments
+from models.registry import fit_region, is_model, list_models
 from orchestrator.config import ConfigError, build, flatten, set_value
-from orchestrator.schema import NOISY, ModelSpec, StageConfig, StudyConfig
+from orchestrator.schema import NOISY, ModelSpec, StageConfig, StageTrial, StudyConfig
+from orchestrator.study.checks import check_stage
 
 Family = Literal["ssid", "lgbpn", "apbsn"]
 
@@ -196,46 +196,6 @@ def catalogue(study: StudyConfig | None = None) -> dict[str, Ablation]:
     return out
 
 
-def check_stage(cfg: StageConfig, *, where: str) -> None:
-    """Model, its arguments, loss and its arguments exist; sizes and rates are in range.
-
-    Raises:
-        ConfigError: naming ``where.<key>`` (``where``: the stage's path).
-    """
-    if not is_model(cfg.model.name):
-        raise ConfigError(f"{where}.model.name", f"unknown model {cfg.model.name!r}; known: {list_models()}")
-    accepted = model_arguments(cfg.model.name)
-    for k in cfg.model.kwargs:
-        if k not in accepted:
-            raise ConfigError(
-                f"{where}.model.kwargs.{k}", f"not an argument of {cfg.model.name!r} ({accepted})"
-            )
-    if cfg.model.mask is not None and "blind" not in accepted:
-        raise ConfigError(f"{where}.model.mask", f"{cfg.model.name!r} takes no blind region")
-    if cfg.loss not in list_losses():
-        raise ConfigError(f"{where}.loss", f"unknown loss {cfg.loss!r}; known: {list_losses()}")
-    takes = loss_arguments(cfg.loss)
-    for k in cfg.loss_kwargs:
-        if k not in takes:
-            raise ConfigError(f"{where}.loss_kwargs.{k}", f"not an argument of loss {cfg.loss!r} ({takes})")
-    if not cfg.targets:
-        raise ConfigError(f"{where}.targets", "a stage needs at least one target")
-    _check_train(cfg, where)
-
-
-def _check_train(cfg: StageConfig, where: str) -> None:
-    t = cfg.train
-    for key, value in (("batch", t.batch), ("patch", t.patch), ("checkpoint_every", t.checkpoint_every)):
-        if value < 1:
-            raise ConfigError(f"{where}.train.{key}", f"must be >= 1, got {value}")
-    if t.epochs <= 0 and t.steps < 1:
-        raise ConfigError(f"{where}.train.steps", f"must be >= 1 when epochs is 0, got {t.steps}")
-    if t.optim.lr <= 0:
-        raise ConfigError(f"{where}.train.optim.lr", f"must be positive, got {t.optim.lr}")
-    if t.optim.schedule == "step" and t.optim.decay_every <= 0 and t.optim.decay_epochs <= 0:
-        raise ConfigError(f"{where}.train.optim", "schedule 'step' needs decay_every or decay_epochs > 0")
-
-
 class Resolved(NamedTuple):
     """A catalogue entry and its resolved, checked stages in training order."""
 
@@ -249,10 +209,10 @@ class _Stages:
 
     def __init__(self, name: str, family: str, study: StudyConfig):
         self.name = name
-        train = study.train[family]
-        self.stages = {s.name: dataclasses.replace(s, train=train) for s in FAMILIES[family]}
+        train, trial = study.train[family], StageTrial(workers=study.trial.workers)
+        self.stages = {s.name: dataclasses.replace(s, train=train, trial=trial) for s in FAMILIES[family]}
         # per stage, (path in the stage, key the user wrote) of every value set, in order
-        self.origins = {s: [("train", f"train.{family}")] for s in self.stages}
+        self.origins = {s: [("train", f"train.{family}"), ("trial", "trial")] for s in self.stages}
 
     def set(self, stage: str, path: str, value: Any, *, prefix: str) -> None:
         """Set ``path`` of ``stage`` to ``value``; ``prefix.path`` is the key the user wrote."""
@@ -332,6 +292,7 @@ def _distilled(study: StudyConfig, entry: Ablation) -> Resolved:
         loss="l1",
         targets=(teacher.stages[-1].name,),
         train=study.train["distill"],
+        trial=StageTrial(workers=study.trial.workers),
     )
     check_stage(student, where=f"{entry.name}.distill")
     return Resolved(entry, (*teacher.stages, student))

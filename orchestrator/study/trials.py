@@ -42,8 +42,12 @@ class TrainJob:
     def run(self, todo: dict, stages: dict, search, *, selection=None) -> None:
         """Train the stages ``todo`` (by key; ``stages`` gets each one's error) as one experiment;
         ``selection``: checkpoint selection on the first evaluation source (``eval.select``)."""
-        check_resources(self.request)  # before anything is cut or trained
+        workers = {s.stage.label: s.stage.config.trial.workers for s in todo.values()}
+        check_resources(self.request, workers)  # before anything is cut or trained
         t, study = self.study.trial, self.study
+        storage = t.storage or str(self.out / "ray_results")
+        if "://" not in storage:
+            storage = str(Path(storage).expanduser().resolve())
         settings = TrialSettings(
             eval=study.eval,
             threads=max(1, int(t.cpu)),
@@ -54,13 +58,12 @@ class TrainJob:
             tracking_uri=self.tracker.uri if self.tracker else "",
             tracking_wait_s=study.tracking.wait_s,
             selection=selection,
+            resources=self.request,
+            storage=storage,
         )
         for s in todo.values():
             s.trained_here = True
         deps = {k: {u.key for u in s.stage.upstream.values() if u.key in todo} for k, s in todo.items()}
-        storage = t.storage or str(self.out / "ray_results")
-        if "://" not in storage:
-            storage = str(Path(storage).expanduser().resolve())
         first = self.data.evals[0] if self.data.evals else None
         validation = (first.noisy, first.clean) if first is not None else None
         outcome = run_trials(

@@ -15,6 +15,7 @@ to Tune every ``report_every`` steps and to the stage's MLflow run at each check
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -26,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 from ray.tune import Callback
-from ray.tune.search import Searcher
 
 from orchestrator.schema import EvalConfig
+from orchestrator.study.graph import StageGraphSearcher, chain_lengths
 from orchestrator.train.loop import Selection
 from orchestrator.train.store import Stage, checkpoint_name, checkpoint_step, latest_checkpoint
 
@@ -53,6 +54,9 @@ class TrialSettings:
         run_ids: each stage key's MLflow run (none: not tracked).
         tracking_uri, tracking_wait_s: the MLflow store, and how long a finished stage waits for it.
         selection: checkpoint selection on the validation blocks (``eval.select``), or None.
+        resources: one trial's request (``CPU``, ``GPU``, custom), each worker's for a stage with
+            ``trial.workers`` > 1 (:mod:`orchestrator.study.workers`).
+        storage: the Tune experiment's storage; the Ray Train runs of such stages go under it.
     """
 
     eval: EvalConfig
@@ -64,82 +68,8 @@ class TrialSettings:
     tracking_uri: str = ""
     tracking_wait_s: float = 600.0
     selection: Selection | None = None
-
-
-# ------------------------------------------------------------------------------------ the graph
-
-
-class StageGraphSearcher(Searcher):
-    """A Tune search algorithm that releases stages in dependency order.
-
-    Args:
-        deps: for each stage key to run, the keys (among those to run) it waits for.
-        priority: higher first among ready stages (the length of the chain a stage heads).
-    """
-
-    def __init__(self, deps: Mapping[str, set[str]], priority: Mapping[str, float]):
-        super().__init__()
-        self.deps = {k: set(v) for k, v in deps.items()}
-        self.pending = sorted(self.deps, key=lambda k: -priority.get(k, 0.0))
-        self.running: dict[str, str] = {}
-        self.done: set[str] = set()
-        self.stopped: set[str] = set()  # errored, or stopped early by a scheduler
-
-    def set_search_properties(self, metric, mode, config, **spec) -> bool:
-        return True
-
-    def save(self, checkpoint_path: str) -> None:
-        state = {k: getattr(self, k) for k in ("deps", "pending", "running", "done", "stopped")}
-        Path(checkpoint_path).write_bytes(json.dumps({k: _jsonable(v) for k, v in state.items()}).encode())
-
-    def restore(self, checkpoint_path: str) -> None:
-        state = json.loads(Path(checkpoint_path).read_text())
-        self.deps = {k: set(v) for k, v in state["deps"].items()}
-        self.pending, self.running = state["pending"], state["running"]
-        self.done, self.stopped = set(state["done"]), set(state["stopped"])
-
-    def suggest(self, trial_id: str):
-        for key in self.pending:
-            if self.deps[key] <= self.done:
-                self.pending.remove(key)
-                self.running[trial_id] = key
-                return {"key": key}
-        if self.running:
-            return None  # wait: a running stage may release others
-        return self.FINISHED  # what is left waits on stages that did not finish
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        key = self.running.pop(trial_id, None)
-        if key is None:
-            return
-        if not error and result and result.get("stage_done"):
-            self.done.add(key)
-        else:
-            self.stopped.add(key)
-
-
-def _jsonable(v):
-    if isinstance(v, set):
-        return sorted(v)
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    return v
-
-
-def chain_lengths(deps: Mapping[str, set[str]], cost: Mapping[str, float]) -> dict[str, float]:
-    """For each stage, the cost of the longest chain starting at it (itself included)."""
-    children: dict[str, list[str]] = {k: [] for k in deps}
-    for k, ups in deps.items():
-        for u in ups:
-            children[u].append(k)
-    memo: dict[str, float] = {}
-
-    def length(k: str) -> float:
-        if k not in memo:
-            memo[k] = cost.get(k, 1.0) + max((length(c) for c in children[k]), default=0.0)
-        return memo[k]
-
-    return {k: length(k) for k in deps}
+    resources: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    storage: str = ""
 
 
 # ---------------------------------------------------------------------------------- the trial
@@ -164,70 +94,100 @@ def _adopt_tune_checkpoint(ckpt_dir: Path) -> None:
                 os.replace(tmp, ckpt_dir / f.name)
 
 
+class TrialHooks:
+    """What a stage's trial does with its training's progress, whether it trains in the trial or
+    on Ray Train workers (:mod:`orchestrator.study.workers`, which relays rank 0's): metrics to
+    MLflow (buffered, sent at each checkpoint), results to Tune every ``report_every`` steps,
+    each checkpoint to Tune and MLflow, and each attempt's start to ``attempts.jsonl``."""
+
+    def __init__(self, stage: Stage, settings: TrialSettings):
+        from orchestrator.tracking import TrialLog
+
+        self.stage, self.out, self.total = stage, stage.path, stage.total_steps
+        self.every = max(1, settings.report_every)
+        run_id = settings.run_ids.get(stage.key, "")
+        self.log = TrialLog(
+            settings.tracking_uri, run_id, spool=self.out / ".mlflow-queue", wait_s=settings.tracking_wait_s
+        )
+        self.last: dict = {}
+
+    def on_start(self, step: int, **where) -> None:
+        self.log.start(step)
+        note_start(self.out, step, self.total, **where)
+
+    def on_step(self, step: int, record: dict) -> None:
+        from ray import tune
+
+        self.log.add(record)
+        self.last = dict(record)
+        checkpointing = step % self.stage.config.train.checkpoint_every == 0 and step < self.total
+        due = step % self.every == 0 or any(k.startswith(("val", "sel_")) for k in record)
+        if due and not checkpointing:
+            tune.report(dict(record))
+
+    def on_checkpoint(self, step: int, path: Path) -> None:  # called right after on_step(step)
+        from ray import tune
+
+        if not path.is_file():  # relayed, and already replaced by a newer one (keep_checkpoints)
+            tune.report(dict(self.last))
+            return
+        self.log.artifact(path, "checkpoints")  # also sends the buffered metrics
+        with tempfile.TemporaryDirectory() as d:
+            shutil.copyfile(path, Path(d) / checkpoint_name(step))
+            tune.report(dict(self.last), checkpoint=tune.Checkpoint.from_directory(d))
+
+    def final(self, result) -> dict:
+        """The trial's last result: the stage's final step, loss and metrics, ``stage_done``."""
+        final = {"step": result.steps, "loss": self.last.get("loss", float("nan")), **result.metrics}
+        return final | {"stage_done": 1, "reused": int(result.reused)}
+
+
 def stage_trainable(
     config: dict, *, stages: Mapping[str, Stage], settings: TrialSettings, validation
 ) -> None:
-    """The Tune function trainable of one stage (``config["key"]`` names it in ``stages``)."""
+    """The Tune function trainable of one stage (``config["key"]`` names it in ``stages``): trained
+    here, or on ``trial.workers`` Ray Train workers that this trial starts."""
     import torch
     from ray import tune
 
     from orchestrator.data.shards import TileSet
-    from orchestrator.tracking import TrialLog
     from orchestrator.train.loop import StageContext, train_stage
 
     stage = stages[config["key"]]
-    out, every, total = stage.path, max(1, settings.report_every), stage.total_steps
     torch.set_num_threads(stage.config.train.threads or settings.threads)
-    run_id = settings.run_ids.get(stage.key, "")
-    log = TrialLog(
-        settings.tracking_uri, run_id, spool=out / ".mlflow-queue", wait_s=settings.tracking_wait_s
-    )
-    last: dict = {}
-
-    def on_step(step: int, record: dict) -> None:
-        log.add(record)
-        last.clear()
-        last.update(record)
-        checkpointing = step % stage.config.train.checkpoint_every == 0 and step < total
-        if not checkpointing and (step % every == 0 or any(k.startswith(("val", "sel_")) for k in record)):
-            tune.report(dict(record))
-
-    def on_start(step: int) -> None:
-        log.start(step)
-        _note_start(out, step, total)
-
-    def on_checkpoint(step: int, path: Path) -> None:  # called right after on_step(step)
-        log.artifact(path, "checkpoints")  # also sends the buffered metrics
-        with tempfile.TemporaryDirectory() as d:
-            shutil.copyfile(path, Path(d) / checkpoint_name(step))
-            tune.report(dict(last), checkpoint=tune.Checkpoint.from_directory(d))
-
+    hooks = TrialHooks(stage, settings)
     try:
-        _adopt_tune_checkpoint(out / "checkpoints")
-        tiles = TileSet(settings.shards[stage.key], cache_bytes=settings.tile_cache_bytes)
-        ctx = StageContext(
-            tiles,
-            tiles.names,
-            validation,
-            settings.eval,
-            selection=settings.selection,
-            shapes=tiles.shapes,
-            progress=False,
-            on_start=on_start,
-            on_step=on_step,
-            on_checkpoint=on_checkpoint,
-        )
-        result = train_stage(stage, ctx)
-        log.finish(result.steps, result.metrics, out)
+        _adopt_tune_checkpoint(stage.path / "checkpoints")
+        if stage.config.trial.workers > 1 and not (stage.pretrained or stage.model_file.is_file()):
+            from orchestrator.study.workers import train_on_workers
+
+            result = train_on_workers(stage, settings, validation, hooks)
+        else:
+            tiles = TileSet(settings.shards[stage.key], cache_bytes=settings.tile_cache_bytes)
+            ctx = StageContext(
+                tiles,
+                tiles.names,
+                validation,
+                settings.eval,
+                selection=settings.selection,
+                shapes=tiles.shapes,
+                progress=False,
+                on_start=hooks.on_start,
+                on_step=hooks.on_step,
+                on_checkpoint=hooks.on_checkpoint,
+            )
+            result = train_stage(stage, ctx)
+        hooks.log.finish(result.steps, result.metrics, stage.path)
     except BaseException as exc:
-        log.fail(exc)
+        hooks.log.fail(exc)
         raise
-    final = {"step": result.steps, "loss": last.get("loss", float("nan")), **result.metrics}
-    tune.report(final | {"stage_done": 1, "reused": int(result.reused)})
+    tune.report(hooks.final(result))
 
 
-def _note_start(out: Path, step: int, total: int) -> None:
-    """Append where this attempt trains and the step it starts from (``attempts.jsonl``)."""
+def note_start(out: Path, step: int, total: int, **where) -> None:
+    """Append where this attempt trains and the step it starts from (``attempts.jsonl``): this
+    process's node and pid, or ``where`` says them (``node``, ``pid`` of a Ray Train worker of rank
+    0, and ``workers``: the node of each worker by rank)."""
     import ray
 
     entry = {
@@ -236,7 +196,7 @@ def _note_start(out: Path, step: int, total: int) -> None:
         "pid": os.getpid(),
         "from_step": step,
         "total": total,
-    }
+    } | where
     with (out / "attempts.jsonl").open("a") as f:
         f.write(json.dumps(entry) + "\n")
 
@@ -331,7 +291,7 @@ def run_trials(
     progress = _Progress({k: s.label for k, s in stages.items()}, totals, every_s=10.0, quiet=quiet)
     trainable = tune.with_resources(
         tune.with_parameters(stage_trainable, stages=dict(stages), settings=settings, validation=validation),
-        tune.PlacementGroupFactory([dict(resources)]),
+        trial_bundles(stages, resources),
     )
     tuner = tune.Tuner(
         trainable,
@@ -360,6 +320,16 @@ def run_trials(
     wall = time.perf_counter() - t0
     done, errors = _results(grid, stages, deps, scheduled=scheduler is not None)
     return TrialOutcome(done, errors, progress.times, str(Path(storage) / name), wall)
+
+
+def trial_bundles(stages: Mapping[str, Stage], resources: Mapping[str, float]):
+    """Each trial's placement group: ``resources`` for a stage trained in its trial; for one with
+    ``trial.workers`` > 1 a token (1 byte of memory), its Ray Train workers reserving their own
+    (docs/ORCHESTRATION.md: a trial holding a CPU beside its workers could wait forever)."""
+    from ray import tune
+
+    one, token = tune.PlacementGroupFactory([dict(resources)]), tune.PlacementGroupFactory([{"memory": 1}])
+    return lambda config: token if stages[config["key"]].config.trial.workers > 1 else one
 
 
 INTERRUPTED = "interrupted before it finished: its checkpoints are kept; run the same command again to resume"

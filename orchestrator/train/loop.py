@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,13 +29,15 @@ from torch import nn
 from models.losses import create_loss
 from models.precision import autocast
 from models.runtime import reuse_freed_memory
-from orchestrator.config import ConfigError, to_yaml
+from orchestrator.config import to_yaml
 from orchestrator.data.crops import CropSampler, Prefetcher, tiles_per_image
 from orchestrator.data.images import quantize_uint8
 from orchestrator.progress import Progress
 from orchestrator.schema import NOISY, EvalConfig, TrainConfig
+from orchestrator.train.ddp import Share, check_same_step, mean_across, wrap
 from orchestrator.train.evaluation import device_for, evaluate, infer, rng_devices, to_tensor
 from orchestrator.train.metrics import METRICS
+from orchestrator.train.recipe import init_output_bias, make_scheduler
 from orchestrator.train.store import (
     Stage,
     StageResult,
@@ -80,6 +83,8 @@ class StageContext:
             one, the periodic validation is on that subset only.
         shapes: (H, W) of each image when reading one is costly.
         device: '' for CUDA when there is one, else the CPU.
+        share: this process's share of each batch when the stage trains in several
+            (:mod:`orchestrator.train.ddp`; the others have no ``on_*`` hooks and write nothing).
         on_start: called with the step training starts (or resumes) from.
         on_step: called with the step and its record (``step``, ``loss``, ``lr``, ``val*``...).
         on_checkpoint: called with the step and the checkpoint file, right after ``on_step``.
@@ -92,47 +97,11 @@ class StageContext:
     selection: Selection | None = None
     shapes: list[tuple[int, int]] | None = None
     device: str = ""
+    share: Share = Share()
     progress: bool = True
     on_start: Callable[[int], None] | None = None
     on_step: Callable[[int, dict], None] | None = None
     on_checkpoint: Callable[[int, Path], None] | None = None
-
-
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int, steps_per_epoch: int):
-    o = cfg.optim
-    if o.warmup > 0:
-        return _warmup_schedule(opt, cfg, total, steps_per_epoch)
-    if o.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    if o.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(
-            opt, step_size=_decay_every(cfg, steps_per_epoch), gamma=o.gamma
-        )
-    return None
-
-
-def _decay_every(cfg: TrainConfig, steps_per_epoch: int) -> int:
-    o = cfg.optim
-    every = o.decay_every or o.decay_epochs * steps_per_epoch
-    if every <= 0:
-        raise ConfigError("train.optim", "schedule 'step' needs decay_every or decay_epochs > 0")
-    return every
-
-
-def _warmup_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int, steps_per_epoch: int):
-    """A linear warm-up over ``optim.warmup`` steps times the schedule, as one closed form."""
-    o = cfg.optim
-    every = _decay_every(cfg, steps_per_epoch) if o.schedule == "step" else 0
-
-    def factor(k: int) -> float:
-        warm = min(1.0, (k + 1) / o.warmup)
-        if o.schedule == "cosine":
-            return warm * 0.5 * (1.0 + math.cos(math.pi * min(k, total) / max(1, total)))
-        if o.schedule == "step":
-            return warm * o.gamma ** (k // every)
-        return warm
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def steps_per_epoch(cfg: TrainConfig, sizes: list[tuple[int, int]]) -> int:
@@ -157,10 +126,11 @@ def train_stage(stage: Stage, ctx: StageContext) -> StageResult:
         torch.set_num_threads(t.threads)
     if t.reuse_memory and not reuse_freed_memory():
         print(f"[{cfg.name}] train.reuse_memory: not a glibc C library, left as it is", flush=True)
-    ckpt_dir = out / "checkpoints"
+    ckpt_dir, lead = out / "checkpoints", ctx.share.lead
     with writing(cfg.name, out / "config.yaml", ckpt_dir):
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(to_yaml(cfg))
+        if lead:
+            (out / "config.yaml").write_text(to_yaml(cfg))
     device = device_for(ctx.device)
     model = build_model(cfg.model, seed=t.seed).to(device, memory_format=_layout(t))
     opt = torch.optim.Adam(model.parameters(), lr=t.optim.lr, betas=t.optim.betas)
@@ -168,6 +138,8 @@ def train_stage(stage: Stage, ctx: StageContext) -> StageResult:
     for net in upstream.values():
         net.to(device, memory_format=_layout(t))
     step = resume(ckpt_dir, stage.key, model, opt, sched)
+    if ctx.share.world > 1:
+        check_same_step(step, stage.label, device)
     if t.init_output_bias and step == 0:
         first = CropSampler(
             ctx.images, names=ctx.names, patch=t.patch, batch=t.batch, seed=t.seed, shapes=ctx.shapes
@@ -181,34 +153,10 @@ def train_stage(stage: Stage, ctx: StageContext) -> StageResult:
     started = time.perf_counter()
     step = _Fit(stage, ctx, model, opt, sched, upstream).run(step)
     train_s = time.perf_counter() - started  # this run's training
-    with writing(cfg.name, stage.model_file, ckpt_dir):
-        save_model(stage, model, {"step": step, "train_s": train_s, "metrics": {}})
+    if lead:
+        with writing(cfg.name, stage.model_file, ckpt_dir):
+            save_model(stage, model, {"step": step, "train_s": train_s, "metrics": {}})
     return StageResult(cfg.name, stage.key, stage.model_file, {}, step, train_s=train_s)
-
-
-@torch.no_grad()
-def init_output_bias(model: nn.Module, x: torch.Tensor) -> str:
-    """Shift the bias of ``model``'s output convolution (the last convolution with as many output
-    channels as ``x`` has, and a bias, to run in a forward pass on ``x``) so that the mean output
-    per channel equals ``x``'s: the network starts at the data's intensity. Returns what it did."""
-    ran: list[nn.Conv2d] = []
-    hooks = [
-        m.register_forward_hook(lambda mod, _i, _o: ran.append(mod))
-        for m in model.modules()
-        if isinstance(m, nn.Conv2d) and m.out_channels == x.shape[1] and m.bias is not None
-    ]
-    try:
-        before = model(x).float().mean(dim=(0, 2, 3))
-    finally:
-        for h in hooks:
-            h.remove()
-    if not ran:
-        return "train.init_output_bias: no output convolution with a bias; left as initialised"
-    target = x.float().mean(dim=(0, 2, 3))
-    ran[-1].bias += (target - before).to(ran[-1].bias.dtype)
-    after = model(x).float().mean(dim=(0, 2, 3))
-    fmt = lambda v: "/".join(f"{a:.1f}" for a in v.tolist())  # noqa: E731
-    return f"output bias from the first batch: mean output {fmt(before)} -> {fmt(after)} (data {fmt(target)})"
 
 
 def _with_targets(ctx: StageContext, upstream: dict, names: list[str], seed: int, label: str) -> list:
@@ -247,6 +195,11 @@ class _Fit:
         self.loss_fn = create_loss(stage.config.loss, **stage.config.loss_kwargs)
         cached = [n for n in stage.config.targets if n != NOISY] if t.cache_targets else []
         self.cached = {name: slice(3 + 3 * i, 6 + 3 * i) for i, name in enumerate(cached)}
+        # a share of each batch; the whole batch where an upstream's inference draws random numbers
+        # (R3): every worker draws them as one process would, then keeps its share (docs/TRAINING.md)
+        self.share, drawn = ctx.share, [n for n in stage.config.upstream if n not in self.cached]
+        whole = any(getattr(upstream[n], "random_inference", False) for n in drawn)
+        self.keep = ctx.share.of(t.batch) if whole else slice(None)
         self.sampler = Prefetcher(
             CropSampler(
                 _with_targets(ctx, upstream, cached, t.seed, stage.config.name) if cached else ctx.images,
@@ -256,10 +209,12 @@ class _Fit:
                 seed=t.seed,
                 augment=t.augment,
                 shapes=ctx.shapes,
+                share=slice(None) if whole else ctx.share.of(t.batch),
             )
         )  # the next batches cropped while this step computes
         self.device, self.layout = device_for(ctx.device), _layout(t)
-        self.forward = torch.compile(model) if t.compile else model  # same weights, same function
+        net = wrap(model, self.device) if ctx.share.world > 1 else model
+        self.forward = torch.compile(net) if t.compile else net  # same weights, same function
         self.ckpt_dir, self.history_path = stage.path / "checkpoints", stage.path / "history.jsonl"
         sel = ctx.selection
         self.best_path = best_file(stage, sel.key) if sel is not None and ctx.validation is not None else None
@@ -283,6 +238,7 @@ class _Fit:
                 else infer(self.upstream[name], x)
                 for name in cfg.targets
             ]
+        x, targets = x[self.keep], [y[self.keep] for y in targets]
         with autocast(t.precision, self.device):
             out = self.forward(x)
         loss = self.loss_fn(out.float(), *(y.float() for y in targets))
@@ -302,8 +258,11 @@ class _Fit:
         if self.sched is not None:
             self.sched.step()
         step += 1
-        record = {"step": step, "loss": loss.item(), "lr": self.opt.param_groups[0]["lr"]}
+        value = mean_across(loss) if self.share.world > 1 else loss.item()
+        record = {"step": step, "loss": value, "lr": self.opt.param_groups[0]["lr"]}
         val = self.ctx.validation
+        if not self.share.lead:
+            return record
         if self.best_path is not None:
             every = t.eval_every or t.checkpoint_every
             if step % every == 0 or step == total:
@@ -329,7 +288,7 @@ class _Fit:
 
     def checkpoint(self, step: int, history) -> Path | None:
         t = self.stage.config.train
-        if step % t.checkpoint_every or step >= self.stage.total_steps:
+        if step % t.checkpoint_every or step >= self.stage.total_steps or not self.share.lead:
             return None
         with self._writing(self.history_path):
             history.flush()
@@ -346,8 +305,8 @@ class _Fit:
             bar.done = step
             print(f"[{name}] resuming at step {step} of {total}", flush=True)
         self.model.train()
-        with self._writing(self.history_path):
-            history = _open_history(self.history_path, step)
+        with self._writing(self.history_path):  # one writer: the others' lines go nowhere
+            history = _open_history(self.history_path, step, own=self.share.lead)
         try:
             while step < total:
                 record = self.step(step)
@@ -372,9 +331,11 @@ class _Fit:
         return step
 
 
-def _open_history(path: Path, step: int):
+def _open_history(path: Path, step: int, *, own: bool = True):
     """The history file for appending, cut back to the records up to ``step`` (a resumed run
-    repeats the steps after its checkpoint)."""
+    repeats the steps after its checkpoint); ``own`` False (a worker other than rank 0): a sink."""
+    if not own:
+        return open(os.devnull, "w")  # noqa: SIM115 - closed by the loop, like the history file
     if path.is_file():
         kept = []
         for line in path.read_text().splitlines():

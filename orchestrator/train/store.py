@@ -45,6 +45,7 @@ _NOT_IN_KEY = (
 def key_config(cfg: StageConfig) -> dict[str, Any]:
     """The part of a stage's config that its content key and ``model.pt`` header hold."""
     d = to_dict(cfg)
+    d.pop("trial")  # where a stage trains (its workers), not what it computes: docs/ORCHESTRATION.md
     for k in _NOT_IN_KEY:
         d["train"].pop(k)
     # defaults of options added later are left out: keys from before them stay valid

@@ -169,3 +169,20 @@ def test_an_interrupt_is_not_called_a_scheduler_stop():
     _, errors = _results(grid, stages, deps, scheduled=True)
     assert errors["a"] == "stopped early by the scheduler"
     assert errors["b"] == "stopped early: not run, upstream ['x.a'] was stopped early"
+
+
+def test_workers_are_set_per_study_or_per_stage_and_must_divide_the_batch():
+    from orchestrator.study.plan import stage_key
+
+    every = resolve(load_profile("tiny", ["trial.workers=2"]), "ssid").stages
+    assert [s.trial.workers for s in every] == [2, 2, 2]
+    one = resolve(load_profile("tiny", ["overrides.ssid.lan.trial.workers=2"]), "ssid").stages
+    assert [s.trial.workers for s in one] == [1, 2, 1]
+    # where a stage trains is not what it computes: the same key
+    assert stage_key(every[0], {}, "d") == stage_key(one[0], {}, "d")
+    with pytest.raises(ConfigError, match=r"stage apbsn.bsn: train.batch 2 is not a multiple of trial.wor"):
+        resolve(load_profile("tiny", ["trial.workers=3"]), "apbsn")
+    with pytest.raises(ConfigError, match=r"'overrides.apbsn.bsn.trial.workers': must be >= 1"):
+        resolve(load_profile("tiny", ["overrides.apbsn.bsn.trial.workers=0"]), "apbsn")
+    with pytest.raises(ConfigError, match="'trial': invalid TrialConfig: workers must be >= 1, got 0"):
+        load_profile("tiny", ["trial.workers=0"])

@@ -75,6 +75,33 @@ def test_node_lost_mid_trial_resumes_from_checkpoint(tmp_path):
     assert history == list(range(1, 201))
 
 
+def test_one_stage_on_two_workers_one_on_each_node(tmp_path):
+    """``trial.workers=2`` on a cluster of two 1-CPU worker nodes (the head has none): the stage's
+    Ray Train workers can only be placed one per node, and the stage trains to its end."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    out = tmp_path / "runs"
+    sets = ["trial.workers=2", "train.apbsn.steps=20", "train.apbsn.checkpoint_every=5"]
+    sets += ["eval.samples=0", "eval.references=[]", f"data.cache_dir={tmp_path / 'data'}"]
+    cmd = [sys.executable, str(ROOT / "jobs" / "ablations.py"), "--profile", "tiny", "--ablations", "apbsn"]
+    cmd += ["--out", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    cmd += [a for s in sets for a in ("--set", s)]
+    env = {**os.environ, "RAY_ADDRESS": cluster.address}
+    try:
+        job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    finally:
+        cluster.shutdown()
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    assert "trained 1 stage(s), reused 0" in job.stdout
+    (stage,) = out.glob("stages/bsn-*")
+    (attempt,) = [json.loads(line) for line in (stage / "attempts.jsonl").read_text().splitlines()]
+    assert sorted(attempt["workers"]) == sorted(w.node_id for w in workers)
+    assert torch.load(stage / "model.pt", weights_only=True)["meta"]["step"] == 20
+
+
 def _children_running(parent: int, name: str) -> bool:
     """Whether a process started by ``parent`` (a raylet) runs a task named like ``name``."""
     for proc in Path("/proc").iterdir():

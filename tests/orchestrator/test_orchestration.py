@@ -18,7 +18,7 @@ from orchestrator.data.shards import TileSet, build_shards, tile_origins
 from orchestrator.data.sidd import index_sidd
 from orchestrator.data.sources import index_training
 from orchestrator.schema import DataConfig
-from orchestrator.study.tune import StageGraphSearcher, chain_lengths
+from orchestrator.study.graph import StageGraphSearcher, chain_lengths
 from orchestrator.tracking import STAGE_DONE, STAGE_KEY
 
 pytestmark = [pytest.mark.ray]

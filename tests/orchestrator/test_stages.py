@@ -49,6 +49,19 @@ def test_crops_are_a_function_of_seed_and_step():
     assert tiles_per_image(256, 320, tile=512, stride=384) == 1
 
 
+def test_a_workers_share_of_each_batch_is_its_slice_of_the_whole_batch():
+    from orchestrator.train.ddp import Share
+
+    imgs = [np.random.default_rng(i).integers(0, 256, (40, 50, 3), dtype=np.uint8) for i in range(3)]
+    kw = {"patch": 16, "batch": 8, "seed": 3, "augment": ("hflip", "rot90", "transpose")}
+    whole = CropSampler(imgs, **kw).batch(7)
+    for world in (2, 4):
+        parts = [CropSampler(imgs, share=Share(r, world).of(8), **kw).batch(7) for r in range(world)]
+        assert np.array_equal(np.concatenate(parts), whole) and len(parts[0]) == 8 // world
+    with pytest.raises(ValueError, match="does not split into 3"):
+        Share(0, 3).of(8)
+
+
 def _weights(results) -> dict[str, dict[str, torch.Tensor]]:
     return {s: torch.load(r.path, weights_only=True)["model"] for s, r in results["ssid"].items()}
 

@@ -91,6 +91,36 @@ def test_killed_trial_worker_resumes_to_the_same_weights(tmp_path):
 
 
 @pytest.mark.slow
+def test_killed_data_parallel_worker_resumes_to_the_same_weights(tmp_path):
+    """A stage on two Ray Train workers: rank 0's process killed mid-stage fails the Train run and
+    its trial; the retried trial's workers resume from the last checkpoint, and the stage ends with
+    the weights of an uninterrupted two-worker run."""
+    sets = ["trial.max_failures=2", "trial.workers=2", "train.apbsn.steps=600"]
+    sets += ["train.apbsn.checkpoint_every=100", "trial.report_every=20"]
+    straight = subprocess.run(
+        _cmd(tmp_path, tmp_path / "straight", "apbsn", sets), capture_output=True, text=True, timeout=400
+    )
+    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
+    log = tmp_path / "killed.log"
+    job = _start(_cmd(tmp_path, tmp_path / "killed", "apbsn", sets), log)
+    try:
+        ckpt = _wait_for("stages/bsn-*/checkpoints/step_000000200.pt", tmp_path / "killed", job, log)
+        stage = ckpt.parents[1]
+        first = _attempts(stage)[0]
+        assert len(first["workers"]) == 2
+        os.kill(first["pid"], signal.SIGKILL)  # the Ray Train worker of rank 0
+        assert job.wait(timeout=400) == 0, log.read_text()[-3000:]
+    finally:
+        _stop_group(job)
+    attempts = _attempts(stage)
+    assert len(attempts) == 2 and attempts[1]["from_step"] >= 200, attempts
+    assert attempts[1]["pid"] != first["pid"]
+    (reference,) = (tmp_path / "straight" / "stages").glob("bsn-*")
+    a, b = _weights(reference), _weights(stage)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
 def test_killed_driver_then_rerun_retrains_nothing_finished(tmp_path):
     # S-2: its BNN and LAN are independent and short; its UNet waits for both and is long.
     sets = [*SMALL_SSID, "train.ssid.steps=30", "train.ssid.checkpoint_every=10"]
