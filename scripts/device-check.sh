@@ -15,6 +15,7 @@ STEPS=(
   "models channels_last|$PY bench/models.py --device cuda --repeat 5 --channels-last"
   "models torch.compile|$PY bench/models.py --device cuda --repeat 5 --compile --families ssid_bnn,ssid_unet,apbsn"
   "data feed|$PY bench/data.py"
+  "one stage on every GPU (2 or more)|$PY bench/workers.py --gpu --profile smoke --ablation apbsn --steps 300 --batch 16"
   "ablations on the GPU|$PY jobs/ablations.py --ablations ssid,apbsn --out $REPORT_DIR/runs --no-tracking --set trial.gpu=1"
 )
 

@@ -155,4 +155,5 @@ OWN_RAY = (
     "tests/orchestrator/test_node_loss.py",
     "tests/reliability/test_faults.py",
     "tests/reliability/test_tracking_outage.py",
+    "tests/test_bench_workers.py",
 )
