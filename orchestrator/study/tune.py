@@ -329,7 +329,8 @@ def trial_bundles(stages: Mapping[str, Stage], resources: Mapping[str, float]):
     from ray import tune
 
     one, token = tune.PlacementGroupFactory([dict(resources)]), tune.PlacementGroupFactory([{"memory": 1}])
-    return lambda config: token if stages[config["key"]].config.trial.workers > 1 else one
+    many = {k for k, s in stages.items() if s.config.trial.workers > 1}
+    return lambda config: token if config["key"] in many else one
 
 
 INTERRUPTED = "interrupted before it finished: its checkpoints are kept; run the same command again to resume"

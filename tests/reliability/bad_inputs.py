@@ -352,6 +352,12 @@ CASES: list[Case] = [
     Case(
         "ablations",
         "configs",
+        "a `trial.workers` that does not divide a stage's batch",
+        _study("--ablations", "apbsn", "--set", "trial.workers=3"),
+    ),
+    Case(
+        "ablations",
+        "configs",
         "a prior's hidden offset that is not (dy, dx)",
         _study("--set", "prior.hidden=[[0, 1, 2]]"),
     ),
