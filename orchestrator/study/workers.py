@@ -25,6 +25,11 @@ from orchestrator.train.store import Stage, StageResult
 __all__ = ["train_on_workers"]
 
 RELAY_S = 0.2  # rank 0 sends its step records at most this often (and at every checkpoint)
+HALT_S = 60.0  # how long a stopped trial waits for its workers to stop
+
+
+class Halted(RuntimeError):
+    """The trial of these workers stopped: rank 0 stops the Train run."""
 
 
 def train_on_workers(stage: Stage, settings, validation, hooks) -> StageResult:
@@ -37,7 +42,7 @@ def train_on_workers(stage: Stage, settings, validation, hooks) -> StageResult:
 
     bundle = worker_bundle(settings.resources)
     gpu = bundle.get("GPU", 0.0) > 0
-    relay = Queue(actor_options={"num_cpus": 0})
+    relay, halt = Queue(actor_options={"num_cpus": 0}), Queue(actor_options={"num_cpus": 0})
     trainer = TorchTrainer(
         _worker,
         train_loop_config={
@@ -45,6 +50,7 @@ def train_on_workers(stage: Stage, settings, validation, hooks) -> StageResult:
             "settings": settings,
             "validation": ray.put(validation) if validation is not None else None,
             "relay": relay,
+            "halt": halt,
         },
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=train.ScalingConfig(
@@ -60,19 +66,25 @@ def train_on_workers(stage: Stage, settings, validation, hooks) -> StageResult:
         ),
     )
     result: list[StageResult] = []
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="train")
+    fit = pool.submit(trainer.fit)
     try:
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="train") as pool:
-            fit = pool.submit(trainer.fit)
-            while True:
-                finished = fit.done()  # then every message rank 0 sent is in the queue
-                for kind, *body in relay.get_nowait_batch(relay.qsize()):
-                    _hand(hooks, kind, body, result)
-                if finished:
-                    break
-                concurrent.futures.wait([fit], timeout=0.1)
-            fit.result()  # a failed run raises here
+        while True:
+            finished = fit.done()  # then every message rank 0 sent is in the queue
+            for kind, *body in relay.get_nowait_batch(relay.qsize()):
+                _hand(hooks, kind, body, result)
+            if finished:
+                break
+            concurrent.futures.wait([fit], timeout=0.1)
+        fit.result()  # a failed run raises here
+    except BaseException:  # the trial stopped (a scheduler, an interrupt) or failed: so do the workers
+        halt.put(True)
+        concurrent.futures.wait([fit], timeout=HALT_S)
+        raise
     finally:
+        pool.shutdown(wait=False)
         relay.shutdown()
+        halt.shutdown()
     if not result:
         raise RuntimeError(f"{stage.label}: the workers finished without a result")
     return result[0]
@@ -92,10 +104,11 @@ def _hand(hooks, kind: str, body: list, result: list) -> None:
 
 
 class _Relay:
-    """Rank 0's side of the queue: step records batched, at most every :data:`RELAY_S`."""
+    """Rank 0's side of the queues: step records batched, sent at most every :data:`RELAY_S`;
+    at each sending, whether the trial asks the workers to stop."""
 
-    def __init__(self, queue):
-        self.queue, self.steps, self.sent = queue, [], time.monotonic()
+    def __init__(self, queue, halt):
+        self.queue, self.halt, self.steps, self.sent = queue, halt, [], time.monotonic()
 
     def send(self, *message) -> None:
         self.flush()
@@ -111,6 +124,8 @@ class _Relay:
             self.queue.put(("steps", self.steps))
             self.steps = []
         self.sent = time.monotonic()
+        if self.halt.qsize():
+            raise Halted("the stage's trial stopped (a scheduler or an interrupt); the workers stop too")
 
 
 def _worker(config: dict) -> None:
@@ -134,7 +149,7 @@ def _worker(config: dict) -> None:
     dist.all_gather_object(nodes, node)
     ref = config["validation"]
     lead = share.lead
-    relay = _Relay(config["relay"]) if lead else None
+    relay = _Relay(config["relay"], config["halt"]) if lead else None
     where = {"node": node, "pid": os.getpid(), "workers": nodes}
     tiles = TileSet(settings.shards[stage.key], cache_bytes=settings.tile_cache_bytes)
     ctx = StageContext(

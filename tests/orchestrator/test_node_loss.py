@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -75,31 +76,55 @@ def test_node_lost_mid_trial_resumes_from_checkpoint(tmp_path):
     assert history == list(range(1, 201))
 
 
-def test_one_stage_on_two_workers_one_on_each_node(tmp_path):
-    """``trial.workers=2`` on a cluster of two 1-CPU worker nodes (the head has none): the stage's
-    Ray Train workers can only be placed one per node, and the stage trains to its end."""
+def _job(cluster, tmp: Path, out: Path, *sets: str, log: Path) -> subprocess.Popen:
+    """``jobs/ablations.py`` on the tiny profile's AP-BSN, attached to ``cluster``."""
+    base = ["eval.samples=0", "eval.references=[]", f"data.cache_dir={tmp / 'data'}"]
+    cmd = [sys.executable, str(ROOT / "jobs" / "ablations.py"), "--profile", "tiny", "--ablations", "apbsn"]
+    cmd += ["--out", str(out), "--tracking-uri", f"sqlite:///{out}.db"]
+    cmd += [a for s in [*base, *sets] for a in ("--set", s)]
+    env = {**os.environ, "RAY_ADDRESS": cluster.address}
+    return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=tmp)
+
+
+def test_two_workers_on_two_nodes_resume_after_one_is_killed(tmp_path):
+    """``trial.workers=2`` on two 1-CPU worker nodes (the head has none): the stage's Ray Train
+    workers can only be placed one per node. Rank 0's process is killed after the checkpoint of
+    step 100: the Train run and its trial fail, Tune retries the trial, and its new workers (again
+    one per node) resume from the last checkpoint. The stage ends with the weights of an
+    uninterrupted run (one worker), within the tolerance of tests/orchestrator/test_workers.py."""
     from ray.cluster_utils import Cluster
 
+    from tests.orchestrator.test_workers import WEIGHT_TOL
+
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    nodes = sorted(cluster.add_node(num_cpus=1).node_id for _ in range(2))
     cluster.wait_for_nodes()
-    out = tmp_path / "runs"
-    sets = ["trial.workers=2", "train.apbsn.steps=20", "train.apbsn.checkpoint_every=5"]
-    sets += ["eval.samples=0", "eval.references=[]", f"data.cache_dir={tmp_path / 'data'}"]
-    cmd = [sys.executable, str(ROOT / "jobs" / "ablations.py"), "--profile", "tiny", "--ablations", "apbsn"]
-    cmd += ["--out", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
-    cmd += [a for s in sets for a in ("--set", s)]
-    env = {**os.environ, "RAY_ADDRESS": cluster.address}
+    sets = ["train.apbsn.steps=300", "train.apbsn.checkpoint_every=50", "trial.report_every=20"]
+    sets.append("trial.max_failures=2")
+    log = tmp_path / "two.log"
     try:
-        job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path)
+        job = _job(cluster, tmp_path, tmp_path / "two", *sets, "trial.workers=2", log=log)
+        deadline, ckpt = time.monotonic() + 240, []
+        while not ckpt and time.monotonic() < deadline and job.poll() is None:
+            ckpt = list((tmp_path / "two").glob("stages/bsn-*/checkpoints/step_000000100.pt"))
+            time.sleep(0.1)
+        assert ckpt, log.read_text()[-3000:]
+        stage = ckpt[0].parents[1]
+        first = json.loads((stage / "attempts.jsonl").read_text().splitlines()[0])
+        os.kill(first["pid"], signal.SIGKILL)  # the Ray Train worker of rank 0
+        assert job.wait(timeout=400) == 0, log.read_text()[-3000:]
+        one = _job(cluster, tmp_path, tmp_path / "one", *sets, log=tmp_path / "one.log")
+        assert one.wait(timeout=400) == 0, (tmp_path / "one.log").read_text()[-3000:]
     finally:
         cluster.shutdown()
-    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
-    assert "trained 1 stage(s), reused 0" in job.stdout
-    (stage,) = out.glob("stages/bsn-*")
-    (attempt,) = [json.loads(line) for line in (stage / "attempts.jsonl").read_text().splitlines()]
-    assert sorted(attempt["workers"]) == sorted(w.node_id for w in workers)
-    assert torch.load(stage / "model.pt", weights_only=True)["meta"]["step"] == 20
+    attempts = [json.loads(line) for line in (stage / "attempts.jsonl").read_text().splitlines()]
+    assert len(attempts) == 2 and attempts[1]["from_step"] >= 100, attempts
+    assert all(sorted(a["workers"]) == nodes for a in attempts)  # one worker on each node, twice
+    assert attempts[1]["pid"] != first["pid"]
+    (reference,) = (tmp_path / "one").glob("stages/bsn-*")
+    assert reference.name == stage.name
+    a, b = (torch.load(s / "model.pt", weights_only=True)["model"] for s in (reference, stage))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= WEIGHT_TOL
 
 
 def _children_running(parent: int, name: str) -> bool:

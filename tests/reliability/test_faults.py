@@ -67,57 +67,38 @@ def _attempts(stage_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (stage_dir / "attempts.jsonl").read_text().splitlines()]
 
 
+def _killed_mid_stage(tmp: Path, ablation: str, stage: str, sets: list[str], at: int) -> tuple[Path, Path]:
+    """The job run straight, then again with the process that trains ``stage`` (its first
+    attempt's pid) SIGKILLed once the checkpoint of step ``at`` is written; both stage folders."""
+    straight = subprocess.run(
+        _cmd(tmp, tmp / "straight", ablation, sets), capture_output=True, text=True, timeout=400
+    )
+    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
+    log = tmp / "killed.log"
+    job = _start(_cmd(tmp, tmp / "killed", ablation, sets), log)
+    try:
+        ckpt = _wait_for(f"stages/{stage}-*/checkpoints/step_{at:09d}.pt", tmp / "killed", job, log)
+        folder = ckpt.parents[1]
+        os.kill(_attempts(folder)[0]["pid"], signal.SIGKILL)
+        assert job.wait(timeout=400) == 0, log.read_text()[-3000:]
+    finally:
+        _stop_group(job)
+    (reference,) = (tmp / "straight" / "stages").glob(f"{stage}-*")
+    return reference, folder
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    wa, wb = _weights(a), _weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 @pytest.mark.slow
 def test_killed_trial_worker_resumes_to_the_same_weights(tmp_path):
     sets = [*SMALL_SSID, 'stages=["bnn"]', "train.ssid.steps=140", "train.ssid.checkpoint_every=20"]
-    straight = subprocess.run(
-        _cmd(tmp_path, tmp_path / "straight", "ssid", sets), capture_output=True, text=True, timeout=400
-    )
-    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
-    log = tmp_path / "killed.log"
-    job = _start(_cmd(tmp_path, tmp_path / "killed", "ssid", sets), log)
-    try:
-        ckpt = _wait_for("stages/bnn-*/checkpoints/step_000000060.pt", tmp_path / "killed", job, log)
-        stage = ckpt.parents[1]
-        os.kill(_attempts(stage)[0]["pid"], signal.SIGKILL)  # the Ray worker running the trial
-        assert job.wait(timeout=400) == 0, log.read_text()[-3000:]
-    finally:
-        _stop_group(job)
+    reference, stage = _killed_mid_stage(tmp_path, "ssid", "bnn", sets, at=60)  # the trial's Ray worker
     attempts = _attempts(stage)
     assert len(attempts) == 2 and attempts[1]["from_step"] >= 60
-    (reference,) = (tmp_path / "straight" / "stages").glob("bnn-*")
-    a, b = _weights(reference), _weights(stage)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.mark.slow
-def test_killed_data_parallel_worker_resumes_to_the_same_weights(tmp_path):
-    """A stage on two Ray Train workers: rank 0's process killed mid-stage fails the Train run and
-    its trial; the retried trial's workers resume from the last checkpoint, and the stage ends with
-    the weights of an uninterrupted two-worker run."""
-    sets = ["trial.max_failures=2", "trial.workers=2", "train.apbsn.steps=600"]
-    sets += ["train.apbsn.checkpoint_every=100", "trial.report_every=20"]
-    straight = subprocess.run(
-        _cmd(tmp_path, tmp_path / "straight", "apbsn", sets), capture_output=True, text=True, timeout=400
-    )
-    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
-    log = tmp_path / "killed.log"
-    job = _start(_cmd(tmp_path, tmp_path / "killed", "apbsn", sets), log)
-    try:
-        ckpt = _wait_for("stages/bsn-*/checkpoints/step_000000200.pt", tmp_path / "killed", job, log)
-        stage = ckpt.parents[1]
-        first = _attempts(stage)[0]
-        assert len(first["workers"]) == 2
-        os.kill(first["pid"], signal.SIGKILL)  # the Ray Train worker of rank 0
-        assert job.wait(timeout=400) == 0, log.read_text()[-3000:]
-    finally:
-        _stop_group(job)
-    attempts = _attempts(stage)
-    assert len(attempts) == 2 and attempts[1]["from_step"] >= 200, attempts
-    assert attempts[1]["pid"] != first["pid"]
-    (reference,) = (tmp_path / "straight" / "stages").glob("bsn-*")
-    a, b = _weights(reference), _weights(stage)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _same_weights(reference, stage)
 
 
 @pytest.mark.slow
