@@ -1,16 +1,19 @@
 """Ray Tune: every stage a trial, released when its upstream stages are done.
 
-One Tune experiment runs a whole study. Its search algorithm, :class:`StageGraphSearcher`, is the
-stage graph: it hands Tune a stage only once every stage it depends on has finished, so a trial
-never holds a GPU while it waits, and independent stages (SSID's BNN, each LG-BPN variant) run
-side by side as far as the cluster's resources allow. Stages on the longest remaining chain go
-first, which keeps the makespan close to the critical path.
+One Tune experiment runs a whole study. Its search algorithm,
+:class:`~orchestrator.study.graph.StageGraphSearcher`, is the stage graph: it hands Tune a stage
+only once every stage it depends on has finished, so a trial never holds a GPU while it waits,
+and independent stages (SSID's BNN, each LG-BPN variant) run side by side as far as the cluster's
+resources allow. Stages on the longest remaining chain go first, which keeps the makespan close
+to the critical path.
 
-A trial (:func:`stage_trainable`) trains its stage with :func:`orchestrator.train.loop.train_stage`
-and checkpoints in the stage's folder. Each checkpoint is also reported to Tune, so
-``FailureConfig`` retries (a lost node, a killed worker) resume from the newest one, whichever of
-the two copies is newer: resumption never depends on Tune's experiment snapshot alone. Metrics go
-to Tune every ``report_every`` steps and to the stage's MLflow run at each checkpoint.
+A trial (:func:`stage_trainable`) trains its stage with :func:`orchestrator.train.loop.train_stage`,
+in its own process or, with ``trial.workers`` above 1, on that many Ray Train workers
+(:mod:`orchestrator.study.workers`), and checkpoints in the stage's folder. Each checkpoint is
+also reported to Tune, so ``FailureConfig`` retries (a lost node, a killed worker) resume from
+the newest one, whichever of the two copies is newer: resumption never depends on Tune's
+experiment snapshot alone. Metrics go to Tune every ``report_every`` steps and to the stage's
+MLflow run at each checkpoint.
 """
 
 from __future__ import annotations

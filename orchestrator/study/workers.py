@@ -144,6 +144,9 @@ def _worker(config: dict) -> None:
     context = train.get_context()
     share = Share(context.get_world_rank(), context.get_world_size())
     torch.set_num_threads(stage.config.train.threads or settings.threads)
+    device = get_device()
+    if device.type == "cuda":  # nccl's collectives (all_gather_object too) run on this device
+        torch.cuda.set_device(device)
     nodes: list = [None] * share.world  # where each rank runs, for attempts.jsonl
     node = ray.get_runtime_context().get_node_id()
     dist.all_gather_object(nodes, node)
@@ -159,7 +162,7 @@ def _worker(config: dict) -> None:
         settings.eval,
         selection=settings.selection if lead else None,
         shapes=tiles.shapes,
-        device=str(get_device()),
+        device=str(device),
         share=share,
         progress=False,
         on_start=(lambda step: relay.send("start", step, where)) if lead else None,
