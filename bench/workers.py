@@ -4,7 +4,7 @@
                             [--workers 2] [--gpu]
 
 Trains the ablation's one stage (``apbsn`` or ``lgbpn``: a single stage) the same number of steps
-at the same global batch three ways, each a fresh study on a local Ray of its own, in one run:
+at the same global batch three ways, each a fresh study, one after the other on one local Ray:
 
 * ``1 worker, 1 thread``: the stage in its Tune trial with ``trial.cpu=1``;
 * ``1 worker, N threads``: the same with ``trial.cpu=N``: the cores N workers hold, used by one
@@ -31,20 +31,15 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
 
-def _train(profile: str, sets: list[str], out: Path, cpus: int, gpus: int) -> dict:
-    """One study of one stage on a local Ray of ``cpus`` CPUs; its steps, ``train_s``, trial wall."""
-    import ray
+def _train(profile: str, sets: list[str], out: Path) -> dict:
+    """One study of one stage on the running Ray; its steps, ``train_s`` and trial wall time."""
     import torch
 
     from orchestrator.study.catalogue import load_profile
     from orchestrator.study.run import run_study
 
     study = load_profile(profile, [f"out={json.dumps(str(out))}", *sets])
-    ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=False)
-    try:
-        outcome = run_study(study, progress=False)
-    finally:
-        ray.shutdown()
+    outcome = run_study(study, progress=False)
     if outcome.failed:
         raise SystemExit(f"bench: the study in {out} failed; see its results.md")
     (model,) = (out / "stages").glob("*/model.pt")
@@ -105,10 +100,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{n} workers, 1 thread each": ["trial.cpu=1", "trial.gpu=0", f"trial.workers={n}"],
         }
         cpus = n
-    found = {}
-    for i, (name, extra) in enumerate(ways.items()):
-        print(f"[bench] {name} ...", flush=True)
-        found[name] = _train(args.profile, [*sets, *extra], out / f"run{i}", cpus, gpus)
+    import ray
+
+    found = {}  # each way a study of its own, one after the other, on one local Ray of this run
+    ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=False)
+    try:
+        for i, (name, extra) in enumerate(ways.items()):
+            print(f"[bench] {name} ...", flush=True)
+            found[name] = _train(args.profile, [*sets, *extra], out / f"run{i}")
+    finally:
+        ray.shutdown()
     base = next(iter(found.values()))
     base_sps = base["steps"] / base["train_s"]
     cmd = " ".join(["python bench/workers.py", *(argv if argv is not None else sys.argv[1:])])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,9 @@ def test_orchestration_bench_reports_overhead_and_critical_path(tmp_path: Path) 
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = done.stdout
     assert "study: 3 trials" in out and "Tune+MLflow overhead" in out
-    assert "critical path: S-2.bnn -> S-2.unet" in out  # S-2's LAN needs no BNN: it runs beside it
+    # S-2's LAN needs no BNN: the two run side by side, and the longer of them (by measured wall
+    # time, which two cores shared with other tests can swap) leads the two-stage path to the UNet
+    assert re.search(r"critical path: S-2\.(bnn|lan) -> S-2\.unet = ", out), out[-2000:]
     ratio = float(out.split(" x critical path")[0].split("= ")[-1])
     assert ratio >= 0.99  # the makespan cannot be shorter than its longest chain
 
